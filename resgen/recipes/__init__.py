@@ -1,1 +1,17 @@
-"""resgen.recipes."""
+"""Bundled recipes: full systems composed from the library's parts, one readable file each.
+
+:data:`RECIPES` maps a recipe name (``resgen train NAME``) to its module path and a one-line
+description. Recipe modules are imported only when run, so listing them stays instant.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RECIPES"]
+
+RECIPES: dict[str, tuple[str, str]] = {
+    "image-fashion": (
+        "resgen.recipes.image_fashion",
+        "class-conditional ResGen on Fashion-MNIST (codec, classifier, generator, samples)",
+    ),
+}
+"""``name -> (module, description)``; each module has ``PRESETS`` and ``run(out_dir, config, ...)``."""

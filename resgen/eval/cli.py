@@ -1,0 +1,290 @@
+"""``resgen eval``: the command-line evaluators (``fid``, ``wer``, ``sim``).
+
+:func:`add_eval_parser` adds the ``eval`` sub-command to the ``resgen`` parser; each leaf sets
+``func`` to a callable ``(args) -> int`` (the exit status). Results go to stdout, one
+``name: value`` line each (and as JSON with ``--json``); progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_eval_parser", "run_fid", "run_wer", "run_sim"]
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``eval {fid,wer,sim}`` to a ``resgen`` argparse sub-parser collection.
+
+    Args:
+        subparsers: what ``parser.add_subparsers()`` returned.
+    """
+    eval_parser = subparsers.add_parser(
+        "eval", help="evaluate samples (FID, WER/CER, speaker similarity), fully offline"
+    )
+    commands = eval_parser.add_subparsers(dest="eval_command", metavar="{fid,wer,sim}")
+    commands.required = True
+
+    fid = commands.add_parser(
+        "fid",
+        help="Fréchet distance between two image sets",
+        description="Fréchet (Inception) distance between a real and a generated image set. "
+        "Each side is a folder of images, an IDX image file (e.g. Fashion-MNIST's "
+        "*-images-idx3-ubyte.gz) or, for --real, an .npz of cached statistics.",
+    )
+    fid.add_argument("--real", required=True, help="folder, IDX file or .npz statistics")
+    fid.add_argument("--fake", required=True, help="folder or IDX file (or .npz statistics)")
+    fid.add_argument("--features", choices=("inception", "fashion"), default="inception")
+    fid.add_argument(
+        "--classifier",
+        help="Fashion classifier checkpoint (a state dict of resgen.eval.classifier."
+        "FashionClassifier); required with --features fashion",
+    )
+    fid.add_argument("--limit-real", type=int, default=None, help="use the first N real images")
+    fid.add_argument("--limit-fake", type=int, default=None, help="use the first N fake images")
+    fid.add_argument("--save-real", help="write the real statistics to this .npz")
+    fid.add_argument("--save-fake", help="write the fake statistics to this .npz")
+    fid.add_argument(
+        "--precision-recall",
+        action="store_true",
+        help="also report k-NN precision and recall (needs images on both sides)",
+    )
+    fid.add_argument("--k", type=int, default=3, help="neighbours for precision/recall")
+    fid.add_argument("--batch-size", type=int, default=50)
+    fid.add_argument("--device", default="cpu")
+    fid.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    fid.add_argument("--no-progress", action="store_true")
+    fid.set_defaults(func=run_fid)
+
+    wer = commands.add_parser(
+        "wer",
+        help="word and character error rates of synthesised speech",
+        description="Transcribe every audio file of a folder with an offline ASR and score it "
+        "against reference transcripts (normalised English text).",
+    )
+    wer.add_argument("--audio", required=True, help="folder of audio files (.wav, .flac, ...)")
+    wer.add_argument(
+        "--text",
+        required=True,
+        help="transcripts: one utterance per line, either 'ID text' or sphinx-style "
+        "'text (ID)'; ID is the audio file name without its suffix",
+    )
+    wer.add_argument("--asr", choices=("whisper", "pocketsphinx"), default="whisper")
+    wer.add_argument("--threads", type=int, default=2, help="CPU threads of the ASR")
+    wer.add_argument("--hypotheses", help="write the raw transcripts here, 'ID<TAB>text' lines")
+    wer.add_argument("--json", action="store_true")
+    wer.add_argument("--no-progress", action="store_true")
+    wer.set_defaults(func=run_wer)
+
+    sim = commands.add_parser(
+        "sim",
+        help="speaker similarity between generated and reference speech",
+        description="Mean cosine similarity of Resemblyzer speaker embeddings between each "
+        "audio file and its reference: the file of the same name in --reference when that "
+        "is a folder, or the one --reference file for every audio file.",
+    )
+    sim.add_argument("--audio", required=True, help="folder of generated audio files")
+    sim.add_argument("--reference", required=True, help="folder of references, or one file")
+    sim.add_argument("--json", action="store_true")
+    sim.add_argument("--no-progress", action="store_true")
+    sim.set_defaults(func=run_sim)
+
+
+def _print_results(results: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(results))
+        return
+    for key, value in results.items():
+        shown = f"{value:.6f}" if isinstance(value, float) and key != "seconds" else value
+        print(f"{key}: {shown}")
+
+
+def _load_classifier(path: str | None, device: str):
+    import torch
+
+    if path is None:
+        raise SystemExit("--features fashion needs --classifier CHECKPOINT")
+    from resgen.eval.classifier import FashionClassifier
+
+    loader = getattr(FashionClassifier, "load", None)
+    if callable(loader):
+        return loader(path)
+    state = torch.load(path, map_location=device, weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    model = FashionClassifier()
+    model.load_state_dict(state)
+    return model
+
+
+def run_fid(args: argparse.Namespace) -> int:
+    """``resgen eval fid``: print the FID (and optionally precision/recall) of two image sets.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
+    from resgen.eval.features import (
+        ClassifierFeatures,
+        InceptionFeatures,
+        compute_features,
+        to_unit_range,
+    )
+    from resgen.eval.frechet import FeatureStats
+    from resgen.eval.image_io import load_images
+    from resgen.eval.image_metrics import precision_recall
+
+    start = time.perf_counter()
+    if args.features == "inception":
+        extractor = InceptionFeatures(device=args.device)
+    else:
+        extractor = ClassifierFeatures(_load_classifier(args.classifier, args.device))
+
+    def side(source: str, limit: int | None, save: str | None, label: str):
+        """Return (stats, features or None) of one side."""
+        if source.endswith(".npz"):
+            if args.precision_recall:
+                raise SystemExit(f"--precision-recall needs images, not statistics: {source}")
+            stats = FeatureStats.load(source)
+            if stats.extractor != extractor.name:
+                raise SystemExit(
+                    f"{source} holds {stats.extractor!r} statistics, not {extractor.name!r}"
+                )
+            return stats, None
+        images = load_images(source, limit)
+        feats = compute_features(
+            extractor,
+            to_unit_range(images),
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            desc=label,
+        )
+        stats = FeatureStats.from_features(feats, extractor=extractor.name)
+        if save:
+            stats.save(save)
+        return stats, feats
+
+    real_stats, real_feats = side(args.real, args.limit_real, args.save_real, "real")
+    fake_stats, fake_feats = side(args.fake, args.limit_fake, args.save_fake, "fake")
+    results: dict[str, object] = {
+        "fid": real_stats.frechet_distance(fake_stats),
+        "features": extractor.name,
+        "real_count": real_stats.count,
+        "fake_count": fake_stats.count,
+    }
+    if args.precision_recall:
+        pr = precision_recall(real_feats, fake_feats, k=args.k)
+        results["precision"] = pr.precision
+        results["recall"] = pr.recall
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    _print_results(results, args.json)
+    return 0
+
+
+def run_wer(args: argparse.Namespace) -> int:
+    """``resgen eval wer``: transcribe a folder of audio and print WER and CER.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
+    from tqdm.auto import tqdm
+
+    from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
+    from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
+    from resgen.eval.text import character_error_rate, word_error_rate
+
+    start = time.perf_counter()
+    transcripts = read_transcripts(args.text)
+    pairs = match_audio_files(args.audio, transcripts)
+    if args.asr == "whisper":
+        recognizer = WhisperRecognizer(cpu_threads=args.threads)
+    else:
+        recognizer = PocketSphinxRecognizer()
+    refs, hyps, lines = [], [], []
+    for utt_id, path in tqdm(pairs, desc=args.asr, unit="utt", disable=args.no_progress):
+        audio, rate = load_audio(path)
+        hyp = recognizer.transcribe(audio, rate)
+        refs.append(transcripts[utt_id])
+        hyps.append(hyp)
+        lines.append(f"{utt_id}\t{hyp}")
+    if args.hypotheses:
+        Path(args.hypotheses).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = {
+        "wer": word_error_rate(refs, hyps),
+        "cer": character_error_rate(refs, hyps),
+        "utterances": len(refs),
+        "asr": recognizer.name,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    _print_results(results, args.json)
+    return 0
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """``resgen eval sim``: print the mean speaker similarity to the references.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The exit status (0).
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from resgen.eval.audio_io import list_audio, load_audio
+    from resgen.eval.speaker import ResemblyzerEncoder, cosine_similarity
+
+    start = time.perf_counter()
+    audio_files = list_audio(args.audio)
+    reference = Path(args.reference)
+    if reference.is_dir():
+        refs = {p.stem: p for p in list_audio(reference)}
+        pairs = [(p, refs[p.stem]) for p in audio_files if p.stem in refs]
+        if not pairs:
+            raise SystemExit(f"no file of {args.audio} has a namesake in {reference}")
+    elif reference.is_file():
+        pairs = [(p, reference) for p in audio_files]
+    else:
+        raise SystemExit(f"--reference is neither a folder nor a file: {reference}")
+    encoder = ResemblyzerEncoder()
+    cache: dict[Path, object] = {}
+
+    def embed(path: Path):
+        if path not in cache:
+            cache[path] = encoder.embed(*load_audio(path))
+        return cache[path]
+
+    scores = [
+        cosine_similarity(embed(a), embed(r))
+        for a, r in tqdm(pairs, desc="speaker", unit="pair", disable=args.no_progress)
+    ]
+    results = {
+        "similarity": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "pairs": len(scores),
+        "encoder": encoder.name,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    _print_results(results, args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``eval`` on its own (``python -m resgen.eval.cli fid ...``)."""
+    parser = argparse.ArgumentParser(prog="resgen")
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""Fréchet distance between Gaussians fitted to feature sets (FID), and cached feature statistics.
+
+The formula is the one of Heusel et al. (2017) as computed by pytorch-fid::
+
+    d^2 = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^{1/2})
+
+with every quantity in float64. The trace of the matrix square root is taken, by default, as the sum of
+the singular values of ``S2^{1/2} S1^{1/2}`` (symmetric square roots from ``eigh``): their squares
+are the eigenvalues of ``S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``, so the trace is the
+same exactly, but the computation never produces complex numbers and stays accurate on
+rank-deficient covariances (fewer samples than feature dimensions). ``method="sqrtm"`` uses :func:`scipy.linalg.sqrtm` on ``S1 S2`` exactly
+as pytorch-fid does, including its ``eps`` diagonal offset when the product is singular.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from attrs import field, frozen
+from jaxtyping import Float
+from torch import Tensor
+
+__all__ = ["frechet_distance", "FeatureStats"]
+
+_STATS_FORMAT = 1
+_INCEPTION_NAME = "inception-2015-12-05"
+
+
+def _check_gaussian(mu: np.ndarray, sigma: np.ndarray, which: str) -> None:
+    if mu.ndim != 1:
+        raise ValueError(f"mu{which} must be a vector [feat], got shape {mu.shape}")
+    if sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(
+            f"sigma{which} must be [feat, feat] = {(mu.shape[0], mu.shape[0])}, got {sigma.shape}"
+        )
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"mu{which} / sigma{which} contain NaN or infinity")
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance (eigenvalues below 0, i.e. rounding, set to 0)."""
+    eigvals, eigvecs = np.linalg.eigh((sigma + sigma.T) / 2)
+    return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
+
+
+def _sqrtm_trace_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``Tr((S1 S2)^{1/2})`` as the nuclear norm of ``S2^{1/2} S1^{1/2}``.
+
+    The singular values of ``A = S2^{1/2} S1^{1/2}`` are the square roots of the eigenvalues of
+    ``A^T A = S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``. Taking them from an SVD of ``A``
+    avoids the square root of eigenvalues at rounding level, which would add ~1e-8 per null
+    direction on rank-deficient covariances.
+    """
+    product = _psd_sqrt(sigma2) @ _psd_sqrt(sigma1)
+    return float(np.linalg.svd(product, compute_uv=False).sum())
+
+
+def _sqrtm_trace_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
+    """``Tr((S1 S2)^{1/2})`` with scipy's ``sqrtm``, as pytorch-fid computes it."""
+    from scipy import linalg
+
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            worst = np.max(np.abs(covmean.imag))
+            raise ValueError(f"sqrtm(S1 S2) has a large imaginary component ({worst:.3g})")
+        covmean = covmean.real
+    return float(np.trace(covmean))
+
+
+def frechet_distance(
+    mu1: Float[np.ndarray, " feat"],
+    sigma1: Float[np.ndarray, "feat feat"],
+    mu2: Float[np.ndarray, " feat"],
+    sigma2: Float[np.ndarray, "feat feat"],
+    *,
+    method: Literal["eigh", "sqrtm"] = "eigh",
+    eps: float = 1e-6,
+) -> float:
+    """Squared Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (the FID).
+
+    ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^{1/2})``, in float64
+    whatever the input precision (pytorch-fid's formula).
+
+    Args:
+        mu1: ``[feat]`` mean of the first feature set.
+        sigma1: ``[feat, feat]`` covariance of the first feature set.
+        mu2: ``[feat]`` mean of the second feature set.
+        sigma2: ``[feat, feat]`` covariance of the second feature set.
+        method: ``"eigh"`` (default): the trace of the square root as the sum of the singular
+            values of ``sigma2^{1/2} sigma1^{1/2}`` (square roots by ``eigh``; never complex);
+            ``"sqrtm"``: :func:`scipy.linalg.sqrtm` of ``sigma1 @ sigma2``, as pytorch-fid.
+        eps: diagonal offset used by ``"sqrtm"`` when the product is singular (pytorch-fid's).
+
+    Returns:
+        The distance (a Python float, >= 0 up to rounding).
+
+    Raises:
+        ValueError: on mismatched shapes, non-finite inputs or an unknown method.
+    """
+    mu1 = np.asarray(mu1, dtype=np.float64)
+    mu2 = np.asarray(mu2, dtype=np.float64)
+    sigma1 = np.asarray(sigma1, dtype=np.float64)
+    sigma2 = np.asarray(sigma2, dtype=np.float64)
+    _check_gaussian(mu1, sigma1, "1")
+    _check_gaussian(mu2, sigma2, "2")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}")
+    if method == "eigh":
+        tr_covmean = _sqrtm_trace_eigh(sigma1, sigma2)
+    elif method == "sqrtm":
+        tr_covmean = _sqrtm_trace_scipy(sigma1, sigma2, eps)
+    else:
+        raise ValueError(f"unknown method {method!r}; expected 'eigh' or 'sqrtm'")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+def _to_numpy64(features: np.ndarray | Tensor) -> np.ndarray:
+    if isinstance(features, Tensor):
+        features = features.detach().cpu().numpy()
+    return np.asarray(features, dtype=np.float64)
+
+
+@frozen
+class FeatureStats:
+    """Mean and covariance of a feature set: all that FID needs, cacheable as ``.npz``.
+
+    Attributes:
+        mu: ``[feat]`` float64 mean.
+        sigma: ``[feat, feat]`` float64 covariance (unbiased, ``n - 1`` in the denominator, as
+            ``numpy.cov`` and pytorch-fid).
+        count: number of samples the statistics were computed from.
+        extractor: name of the feature extractor (e.g. ``"inception-2015-12-05"``); two
+            statistics are only comparable when their extractors match.
+    """
+
+    mu: Float[np.ndarray, " feat"] = field(converter=lambda a: np.asarray(a, dtype=np.float64))
+    sigma: Float[np.ndarray, "feat feat"] = field(
+        converter=lambda a: np.asarray(a, dtype=np.float64)
+    )
+    count: int = field(converter=int)
+    extractor: str = field(converter=str)
+
+    def __attrs_post_init__(self) -> None:
+        _check_gaussian(self.mu, self.sigma, "")
+        if self.count < 2:
+            raise ValueError(f"statistics need at least 2 samples, got count={self.count}")
+
+    @classmethod
+    def from_features(
+        cls, features: Float[np.ndarray, "n feat"] | Float[Tensor, "n feat"], extractor: str
+    ) -> FeatureStats:
+        """Fit the statistics to a feature matrix.
+
+        Args:
+            features: ``[n, feat]`` one row per sample (n >= 2); converted to float64 first.
+            extractor: name of the extractor that produced the features.
+
+        Returns:
+            The statistics.
+        """
+        feats = _to_numpy64(features)
+        if feats.shape[0] < 2:
+            raise ValueError(f"need at least 2 feature rows, got {feats.shape[0]}")
+        return cls(
+            mu=feats.mean(axis=0),
+            sigma=np.atleast_2d(np.cov(feats, rowvar=False)),
+            count=feats.shape[0],
+            extractor=extractor,
+        )
+
+    def frechet_distance(self, other: FeatureStats, **kwargs: object) -> float:
+        """FID between these statistics and ``other`` (see :func:`frechet_distance`).
+
+        Args:
+            other: statistics from the same extractor.
+            **kwargs: passed to :func:`frechet_distance` (``method``, ``eps``).
+
+        Returns:
+            The distance.
+
+        Raises:
+            ValueError: when the two extractors differ.
+        """
+        if self.extractor != other.extractor:
+            raise ValueError(
+                f"cannot compare statistics of different extractors: "
+                f"{self.extractor!r} vs {other.extractor!r}"
+            )
+        return frechet_distance(self.mu, self.sigma, other.mu, other.sigma, **kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the statistics to an ``.npz`` file (keys ``mu``, ``sigma``, ``count``,
+        ``extractor``, ``format``); the parent folder is created.
+
+        Args:
+            path: destination; ``.npz`` is appended by numpy when missing.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            mu=self.mu,
+            sigma=self.sigma,
+            count=np.int64(self.count),
+            extractor=np.str_(self.extractor),
+            format=np.int64(_STATS_FORMAT),
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        """Read statistics written by :meth:`save`.
+
+        Also accepts pytorch-fid's ``.npz`` files (keys ``mu`` and ``sigma`` only); their count
+        and extractor are then unknown (``count`` is set to 2, ``extractor`` to
+        ``"inception-2015-12-05"``, the extractor pytorch-fid uses).
+
+        Args:
+            path: an ``.npz`` file.
+
+        Returns:
+            The statistics.
+
+        Raises:
+            FileNotFoundError: when the file does not exist.
+            ValueError: when it lacks ``mu`` or ``sigma``.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no statistics file at {path}")
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"mu", "sigma"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path} is not a statistics file: missing {sorted(missing)}")
+            count = int(data["count"]) if "count" in data.files else 2
+            extractor = str(data["extractor"]) if "extractor" in data.files else _INCEPTION_NAME
+            return cls(mu=data["mu"], sigma=data["sigma"], count=count, extractor=extractor)
+

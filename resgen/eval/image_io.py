@@ -1,0 +1,130 @@
+"""Reading image sets for the evaluators: folders of image files and IDX (MNIST-format) files.
+
+Everything is returned as uint8 pixels, ``[n, channels, height, width]``; convert with
+:func:`resgen.eval.features.to_unit_range` when a float image in ``[-1, 1]`` is needed.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from jaxtyping import UInt8
+from torch import Tensor
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "load_image_dir", "load_idx_images", "load_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_IDX_IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+
+
+def list_images(directory: str | Path) -> list[Path]:
+    """Image files of a folder (not recursive), sorted by name.
+
+    Args:
+        directory: the folder.
+
+    Returns:
+        Paths whose suffix is one of :data:`IMAGE_SUFFIXES` (case-insensitive).
+
+    Raises:
+        NotADirectoryError: when ``directory`` is not a folder.
+        ValueError: when it holds no image.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"not a folder of images: {directory}")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+def load_image_dir(
+    directory: str | Path, limit: int | None = None
+) -> UInt8[Tensor, "n channels height width"]:
+    """Load every image of a folder (sorted by file name) as uint8 pixels.
+
+    All images must have the same size. Grayscale images (PIL mode ``L``, ``1``, ``I;16``...) give
+    one channel, everything else is converted to RGB; a folder mixing the two is converted to RGB.
+
+    Args:
+        directory: the folder.
+        limit: keep only the first ``limit`` files.
+
+    Returns:
+        ``[n, channels, height, width]`` uint8, channels 1 or 3.
+
+    Raises:
+        ValueError: on an empty folder or images of different sizes.
+    """
+    from PIL import Image
+
+    files = list_images(directory)[:limit]
+    arrays: list[np.ndarray] = []
+    modes: list[str] = []
+    for path in files:
+        with Image.open(path) as img:
+            gray = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+            arrays.append(np.asarray(img.convert("L" if gray else "RGB")))
+            modes.append("L" if gray else "RGB")
+    if "RGB" in modes and "L" in modes:
+        arrays = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in arrays]
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"images in {directory} have different sizes: {sorted(sizes)}")
+    stack = np.stack(arrays)
+    if stack.ndim == 3:
+        stack = stack[..., None]
+    return torch.from_numpy(rearrange(stack, "n h w c -> n c h w").copy())
+
+
+def load_idx_images(path: str | Path, limit: int | None = None) -> UInt8[Tensor, "n 1 height width"]:
+    """Load an IDX image file (the MNIST / Fashion-MNIST format), gzipped or not.
+
+    Args:
+        path: e.g. ``/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz``.
+        limit: keep only the first ``limit`` images.
+
+    Returns:
+        ``[n, 1, height, width]`` uint8.
+
+    Raises:
+        ValueError: when the file is not an IDX3 unsigned-byte image file.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 16:
+        raise ValueError(f"{path} is too short to be an IDX image file")
+    magic, n, height, width = (int.from_bytes(data[i : i + 4], "big") for i in range(0, 16, 4))
+    if magic != _IDX_IMAGE_MAGIC:
+        raise ValueError(f"{path} is not an IDX3 uint8 image file (magic {magic:#010x})")
+    if len(data) != 16 + n * height * width:
+        raise ValueError(f"{path} is truncated: {len(data) - 16} bytes for {n} images")
+    images = np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, height, width)
+    return torch.from_numpy(images[:limit].copy())
+
+
+def load_images(source: str | Path, limit: int | None = None) -> UInt8[Tensor, "n channels h w"]:
+    """Load an image set from a folder of image files or an IDX file (``*-idx3-ubyte[.gz]``).
+
+    Args:
+        source: a folder or an IDX file.
+        limit: keep only the first ``limit`` images (files sorted by name for a folder).
+
+    Returns:
+        ``[n, channels, height, width]`` uint8.
+    """
+    source = Path(source)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if source.is_dir():
+        return load_image_dir(source, limit)
+    if source.is_file() and "idx3" in source.name:
+        return load_idx_images(source, limit)
+    raise FileNotFoundError(f"not a folder of images nor an IDX image file: {source}")

@@ -1,0 +1,120 @@
+"""The ResGen network: a bidirectional transformer over partially masked RVQ positions."""
+
+from __future__ import annotations
+
+import torch
+from attrs import asdict, field, frozen, validators
+from torch import nn
+
+from resgen.diffusion.mixture import MixtureParams
+from resgen.networks.conditioning import ClassEmbedding
+from resgen.networks.heads import MixtureOfGaussiansHead
+from resgen.networks.transformer import Transformer
+from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
+
+__all__ = ["MaskedTransformerConfig", "MaskedRVQTransformer"]
+
+_pos = validators.gt(0)
+
+
+@frozen
+class MaskedTransformerConfig:
+    """Configuration of :class:`MaskedRVQTransformer`.
+
+    Attributes:
+        length: number of token positions L.
+        depth: RVQ depth D of the tokens.
+        dim: code dimension C (of the codec's codebooks).
+        num_classes: number of class labels (a null label is added for guidance).
+        width: transformer width.
+        layers: transformer blocks.
+        heads: attention heads.
+        components: mixture components of the head.
+        head_rank: bottleneck rank of the head's output projection.
+        class_dropout: probability of training with the null label.
+        min_scale: floor on the head's standard deviations.
+    """
+
+    length: int = field(validator=_pos)
+    depth: int = field(validator=_pos)
+    dim: int = field(validator=_pos)
+    num_classes: int = field(validator=_pos)
+    width: int = field(default=256, validator=_pos)
+    layers: int = field(default=6, validator=_pos)
+    heads: int = field(default=4, validator=_pos)
+    components: int = field(default=16, validator=_pos)
+    head_rank: int = field(default=128, validator=_pos)
+    class_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
+    min_scale: float = field(default=1e-3, validator=_pos)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of the fields."""
+        return asdict(self)
+
+
+class MaskedRVQTransformer(nn.Module):
+    """ResGen's network: ``h_i = W_in(visible_i) + E_k[k_i] + pos_i``, adaLN class conditioning.
+
+    ``visible_i`` is the sum of the known (coarse) codeword embeddings of position ``i`` and ``k_i``
+    its number of masked depths. :meth:`hidden` returns the backbone output (where guidance
+    combines conditional and unconditional passes), :meth:`head` the mixture over the cumulative
+    embedding of the masked depths.
+
+    Args:
+        config: a :class:`MaskedTransformerConfig`.
+    """
+
+    def __init__(self, config: MaskedTransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.input = nn.Linear(c.dim, c.width)
+        self.count_embedding = nn.Embedding(c.depth + 1, c.width)
+        self.position = nn.Parameter(torch.randn(1, c.length, c.width) * 0.02)
+        self.classes = ClassEmbedding(c.num_classes, c.width, c.class_dropout)
+        self.backbone = Transformer(c.width, c.layers, c.heads)
+        self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
+
+    @property
+    def null_label(self) -> int:
+        """Label index of the unconditional model."""
+        return self.classes.null_label
+
+    def hidden(
+        self,
+        visible: Latents,
+        counts: MaskCounts,
+        labels: Labels,
+        padding: Padding | None = None,
+    ) -> Hidden:
+        """Backbone output ``[batch, length, width]``.
+
+        Args:
+            visible: ``[batch, length, dim]`` sum of the known codeword embeddings per position.
+            counts: ``[batch, length]`` masked depths per position, in ``0..depth``.
+            labels: ``[batch]`` class labels (``num_classes`` is the null label).
+            padding: optional ``[batch, length]``, ``True`` at padded positions.
+        """
+        c = self.config
+        if visible.shape[1:] != (c.length, c.dim):
+            raise ValueError(
+                f"expected visible embeddings of shape [batch, {c.length}, {c.dim}], "
+                f"got {tuple(visible.shape)}"
+            )
+        if counts.numel() and (counts.min() < 0 or counts.max() > c.depth):
+            raise ValueError(
+                f"mask counts must lie in 0..{c.depth} (the model's RVQ depth), "
+                f"got max {int(counts.max())}"
+            )
+        x = self.input(visible) + self.count_embedding(counts) + self.position
+        return self.backbone(x, self.classes(labels), padding)
+
+    def forward(
+        self,
+        visible: Latents,
+        counts: MaskCounts,
+        labels: Labels,
+        padding: Padding | None = None,
+    ) -> MixtureParams:
+        """Mixture parameters per position (``head(hidden(...))``); see :meth:`hidden`."""
+        return self.head(self.hidden(visible, counts, labels, padding))

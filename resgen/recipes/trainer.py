@@ -1,0 +1,148 @@
+"""A small resumable training loop shared by every stage of every recipe.
+
+Each stage owns a folder: periodic checkpoints go to ``latest/`` and the finished weights to
+``final/``. Re-running a stage whose ``final/`` exists only loads it; one with a ``latest/`` resumes
+from its step. Batches are drawn from a generator seeded by ``(seed, step)``, so a resumed run sees
+the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from attrs import field, frozen, validators
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from resgen.recipes.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["StageSpec", "StageResult", "batch_generator", "cosine_lr", "run_stage"]
+
+
+@frozen
+class StageSpec:
+    """How long and how fast one stage trains.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: examples per step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup: linear warm-up steps before the cosine decay (to 10% of ``lr``).
+        checkpoint_every: steps between resumable checkpoints.
+        grad_clip: gradient-norm clip.
+    """
+
+    steps: int = field(validator=validators.ge(1))
+    batch_size: int = field(validator=validators.ge(1))
+    lr: float = field(validator=validators.gt(0.0))
+    weight_decay: float = field(default=0.0, validator=validators.ge(0.0))
+    warmup: int = field(default=0, validator=validators.ge(0))
+    checkpoint_every: int = field(default=200, validator=validators.ge(1))
+    grad_clip: float = field(default=1.0, validator=validators.gt(0.0))
+
+
+@frozen
+class StageResult:
+    """What :func:`run_stage` returns.
+
+    Attributes:
+        history: ``[(step, loss), ...]`` logged losses of the whole stage (resumed runs included).
+        seconds: wall time spent training in this stage (summed over resumed runs).
+    """
+
+    history: list[tuple[int, float]]
+    seconds: float
+
+
+def batch_generator(seed: int, step: int) -> torch.Generator:
+    """A generator seeded by ``(seed, step)``: batch ``step`` is the same on every (re)run."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def cosine_lr(step: int, spec: StageSpec) -> float:
+    """Learning rate at ``step``: linear warm-up, then cosine decay to 10% of ``spec.lr``."""
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    progress = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def run_stage(
+    name: str,
+    folder: Path,
+    modules: dict[str, nn.Module],
+    spec: StageSpec,
+    loss_fn: Callable[[int], tuple[Tensor, dict[str, float]]],
+    config: dict[str, Any],
+    *,
+    log_every: int = 10,
+) -> StageResult:
+    """Train ``modules`` with AdamW for ``spec.steps`` steps of ``loss_fn(step)``, resumably.
+
+    Args:
+        name: stage name for the progress bar.
+        folder: the stage's folder (``latest/`` and ``final/`` checkpoints inside).
+        modules: trainable modules, saved under their names.
+        spec: steps, batch size, learning rate.
+        loss_fn: returns the loss of batch ``step`` and extra scalars to show.
+        config: configuration stored with (and checked against) the checkpoints.
+        log_every: steps between entries of the loss history.
+    """
+    final, latest = folder / "final", folder / "latest"
+    if (final / "config.json").is_file():
+        state = load_checkpoint(final, modules, config) or {}
+        for module in modules.values():
+            module.eval()
+        return StageResult(history=state.get("history", []), seconds=state.get("seconds", 0.0))
+    params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    start, history, seconds = 0, [], 0.0
+    if (latest / "config.json").is_file():
+        state = load_checkpoint(latest, modules, config) or {}
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        start, history, seconds = state.get("step", 0), state.get("history", []), state.get(
+            "seconds", 0.0
+        )
+    for module in modules.values():
+        module.train()
+
+    def snapshot(step: int) -> dict[str, Any]:
+        return {
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "history": history,
+            "seconds": seconds,
+        }
+
+    bar = tqdm(range(start, spec.steps), desc=name, initial=start, total=spec.steps, leave=True)
+    tick = time.perf_counter()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, spec)
+        loss, extras = loss_fn(step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{name}: the loss became {float(loss)} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
+        optimizer.step()
+        if step % log_every == 0 or step == spec.steps - 1:
+            history.append((step, float(loss.detach())))
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.3g}" for k, v in extras.items()})
+        if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
+            now = time.perf_counter()
+            seconds, tick = seconds + now - tick, now
+            save_checkpoint(latest, modules, config, snapshot(step + 1))
+    bar.close()
+    seconds += time.perf_counter() - tick
+    save_checkpoint(final, modules, config, {"history": history, "seconds": seconds})
+    for module in modules.values():
+        module.eval()
+    return StageResult(history=history, seconds=seconds)

@@ -1,0 +1,79 @@
+"""Resumable stages and atomic, validated checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from resgen.recipes.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
+
+SPEC = StageSpec(steps=30, batch_size=8, lr=1e-2, checkpoint_every=10)
+DATA = torch.randn(64, 3)
+TARGET = DATA @ torch.tensor([[1.0], [-2.0], [0.5]])
+
+
+def _loss_fn(model: nn.Module, interrupt_at: int | None = None):  # noqa: ANN202
+    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        if step == interrupt_at:
+            raise KeyboardInterrupt
+        idx = torch.randint(64, (SPEC.batch_size,), generator=batch_generator(0, step))
+        return ((model(DATA[idx]) - TARGET[idx]) ** 2).mean(), {}
+
+    return loss_fn
+
+
+def test_interrupted_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    straight = nn.Linear(3, 1)
+    run_stage("s", tmp_path / "a", {"m": straight}, SPEC, _loss_fn(straight), {"v": 1})
+
+    torch.manual_seed(0)
+    interrupted = nn.Linear(3, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("s", tmp_path / "b", {"m": interrupted}, SPEC, _loss_fn(interrupted, 25), {"v": 1})
+    assert (tmp_path / "b" / "latest" / "config.json").is_file()
+    assert not (tmp_path / "b" / "final").exists()
+
+    resumed = nn.Linear(3, 1)  # fresh weights: everything must come from the checkpoint
+    result = run_stage("s", tmp_path / "b", {"m": resumed}, SPEC, _loss_fn(resumed), {"v": 1})
+    assert torch.allclose(resumed.weight, straight.weight, atol=1e-6)
+    assert result.history[0][0] == 0 and result.history[-1][0] == SPEC.steps - 1
+
+    # A finished stage only loads.
+    again = nn.Linear(3, 1)
+    run_stage("s", tmp_path / "b", {"m": again}, SPEC, _loss_fn(again, interrupt_at=0), {"v": 1})
+    assert torch.equal(again.weight, straight.weight)
+
+
+def test_checkpoint_errors_are_clear(tmp_path: Path) -> None:
+    model = nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "ck", {"m": model}, {"width": 2}, {"step": 3})
+    assert load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, {"width": 2}) == {"step": 3}
+    with pytest.raises(CheckpointError, match="differs in: width"):
+        load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, {"width": 4})
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 5)})
+    (tmp_path / "ck" / "m.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)})
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing", {"m": model})
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
+    model = nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "ck", {"m": model}, {"v": 1})
+
+    class Exploding(nn.Module):
+        def state_dict(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(tmp_path / "ck", {"m": model, "x": Exploding()}, {"v": 2})
+    # The previous checkpoint is intact and no temporary folder is left behind.
+    assert load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, {"v": 1}) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
