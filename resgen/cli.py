@@ -45,7 +45,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from resgen.recipes.image_fashion import NUM_CLASSES, generate_images, load_trained, make_sampler
+    from resgen.recipes.image_fashion import (
+        NUM_CLASSES,
+        generate_images,
+        load_trained,
+        make_sampler,
+    )
     from resgen.recipes.plots import save_image_grid
 
     try:
@@ -81,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="sample a class-conditional grid from a trained run")
     sample.add_argument("--checkpoint", required=True, help="the run folder (--out of train)")
-    sample.add_argument("--classes", required=True, help="comma-separated class indices, e.g. 0,3,7")
+    sample.add_argument(
+        "--classes", required=True, help="comma-separated class indices, e.g. 0,3,7"
+    )
     sample.add_argument("--out", required=True, help="PNG file to write")
     sample.add_argument("--per-class", type=int, default=10, help="samples per class (a row each)")
     sample.add_argument("--seed", type=int, default=0)

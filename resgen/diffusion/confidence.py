@@ -58,7 +58,7 @@ class MixtureConfidence:
 
 @frozen
 class QuantizationConfidence:
-    """Each token scores the log-softmax of its quantization distance (how clear-cut the code was)."""
+    """Each token scores the log-softmax of its quantization distance (how clear-cut a code was)."""
 
     def __call__(self, proposal: Proposal) -> Float[Tensor, "batch length depth"]:
         """The per-token quantization log-probability."""

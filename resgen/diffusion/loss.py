@@ -43,7 +43,8 @@ def masked_mixture_nll(
 
 @runtime_checkable
 class EmbeddingModel(Protocol):
-    """What :func:`resgen_loss` needs of a network: ``(visible, counts, labels, padding) -> mixture``."""
+    """What :func:`resgen_loss` needs of a network: ``(visible, counts, labels, padding)`` to
+    mixture parameters."""
 
     def __call__(
         self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None

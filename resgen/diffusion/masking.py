@@ -32,7 +32,7 @@ def sample_mask_counts(
     padding: Padding | None = None,
     generator: torch.Generator | None = None,
 ) -> MaskCounts:
-    """Spread ``n_masked[b]`` masked slots uniformly over the ``length * depth`` slots of sample ``b``.
+    """Spread ``n_masked[b]`` masked slots uniformly over the ``length * depth`` slots of row ``b``.
 
     Returns counts ``k`` ``[batch, length]`` with ``k.sum(-1) == n_masked`` and ``0 <= k <= depth``:
     a multivariate hypergeometric draw with ``length`` urns of ``depth`` balls each. Padded
@@ -87,9 +87,7 @@ def depth_mask(counts: MaskCounts, depth: int) -> DepthMask:
     return levels >= (depth - counts)[..., None]
 
 
-def split_embeddings(
-    embeddings: DepthEmbeddings, counts: MaskCounts
-) -> tuple[Latents, Latents]:
+def split_embeddings(embeddings: DepthEmbeddings, counts: MaskCounts) -> tuple[Latents, Latents]:
     """Split per-depth embeddings ``[batch, length, depth, dim]`` by a mask state.
 
     Returns:
@@ -101,4 +99,3 @@ def split_embeddings(
     target: Float[Tensor, "batch length dim"] = (embeddings * masked[..., None]).sum(2)
     visible = (embeddings * ~masked[..., None]).sum(2)
     return visible, target
-

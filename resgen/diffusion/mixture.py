@@ -32,7 +32,7 @@ class MixtureParams:
 
 
 def mixture_log_prob(params: MixtureParams, z: Latents) -> Float[Tensor, "batch length"]:
-    """Exact log-density ``log sum_c pi_c N(z; mu_c, diag(sigma_c^2))`` of ``z`` ``[batch, length, dim]``.
+    """Exact ``log sum_c pi_c N(z; mu_c, diag(sigma_c^2))`` of ``z`` ``[batch, length, dim]``.
 
     Computed in float32 with logsumexp whatever the input precision.
     """
@@ -64,7 +64,7 @@ def sample_mixture(
     probs = torch.softmax(params.logits.float() / mixture_temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Keep a component while the mass strictly before it is below top_p (the first always stays).
+        # Keep a component while the mass before it is below top_p (the first always stays).
         keep_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
         keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
         probs = torch.where(keep, probs, torch.zeros_like(probs))

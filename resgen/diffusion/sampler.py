@@ -1,12 +1,20 @@
-"""ResGen's iterative sampler: predict cumulative embeddings, residual-quantize, keep the surest."""
+"""ResGen's iterative sampler: predict cumulative embeddings, residual-quantize, keep the surest.
+
+The loop itself (:func:`unmask_iteratively`: initial state with prompts and padding, guided
+network call, keep rule) is shared with the token-level baseline
+(:class:`~resgen.diffusion.token_sampler.TokenSampler`); only the proposal step differs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import torch
 from attrs import field, frozen, validators
+from jaxtyping import Float
+from torch import Tensor
 
 from resgen.diffusion.confidence import Confidence, Proposal, QuantizationConfidence
 from resgen.diffusion.guidance import Guider
@@ -15,9 +23,30 @@ from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, sample_mix
 from resgen.diffusion.schedules import CosineSchedule, MaskSchedule
 from resgen.diffusion.unmasking import masked_targets, reveal_most_confident
 from resgen.quantizers.residual_vq import ResidualQuantization
-from resgen.typing import DepthEmbeddings, Hidden, Labels, Latents, MaskCounts, Padding, Tokens
+from resgen.typing import (
+    DepthEmbeddings,
+    DepthMask,
+    Hidden,
+    Labels,
+    Latents,
+    MaskCounts,
+    Padding,
+    Tokens,
+)
 
-__all__ = ["SamplerConfig", "SamplingModel", "SamplingQuantizer", "StepCallback", "ResGenSampler"]
+__all__ = [
+    "SamplerConfig",
+    "HiddenModel",
+    "DepthEmbedder",
+    "SamplingModel",
+    "SamplingQuantizer",
+    "StepCallback",
+    "Proposer",
+    "initial_state",
+    "guided_hidden",
+    "unmask_iteratively",
+    "ResGenSampler",
+]
 
 
 @frozen
@@ -45,8 +74,8 @@ class SamplerConfig:
 
 
 @runtime_checkable
-class SamplingModel(Protocol):
-    """What the sampler needs of a network (e.g. :class:`~resgen.networks.MaskedRVQTransformer`)."""
+class HiddenModel(Protocol):
+    """What the iterative-sampling loop needs of a network: a backbone and a null label."""
 
     @property
     def null_label(self) -> int:
@@ -59,14 +88,19 @@ class SamplingModel(Protocol):
         """Backbone output."""
         ...
 
+
+@runtime_checkable
+class SamplingModel(HiddenModel, Protocol):
+    """What the sampler needs of a network (e.g. :class:`~resgen.networks.MaskedRVQTransformer`)."""
+
     def head(self, hidden: Hidden) -> MixtureParams:
         """Mixture over the cumulative embedding of the masked depths."""
         ...
 
 
 @runtime_checkable
-class SamplingQuantizer(Protocol):
-    """What the sampler needs of a quantizer (e.g. :class:`~resgen.quantizers.ResidualVQ`)."""
+class DepthEmbedder(Protocol):
+    """What the iterative-sampling loop needs of a quantizer: its depth and codeword embeddings."""
 
     @property
     def depth(self) -> int:
@@ -76,6 +110,11 @@ class SamplingQuantizer(Protocol):
     def embed(self, tokens: Tokens) -> DepthEmbeddings:
         """Per-depth embeddings."""
         ...
+
+
+@runtime_checkable
+class SamplingQuantizer(DepthEmbedder, Protocol):
+    """What the sampler needs of a quantizer (e.g. :class:`~resgen.quantizers.ResidualVQ`)."""
 
     def quantize_from(
         self, latents: Latents, start_depth: MaskCounts, temperature: float = 1.0
@@ -88,6 +127,180 @@ StepCallback = Callable[[int, Tokens, MaskCounts], None]
 """Called after each step with ``(step, tokens, counts)``; ``step`` counts from 1."""
 
 
+@runtime_checkable
+class Proposer(Protocol):
+    """Turns one step's (guided) hidden state into token proposals and their confidences.
+
+    The part of an iterative sampler that differs between ResGen (mixture + residual quantization)
+    and the token-level baseline (per-depth logits); everything else is :func:`unmask_iteratively`.
+    """
+
+    def __call__(
+        self,
+        hidden: Hidden,
+        tokens: Tokens,
+        counts: MaskCounts,
+        masked: DepthMask,
+        generator: torch.Generator | None,
+    ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
+        """``(proposed tokens, scores)``, each ``[batch, length, depth]``; only masked slots matter.
+
+        Args:
+            hidden: ``[batch, length, width]`` backbone output (guided).
+            tokens: ``[batch, length, depth]`` current tokens (valid where not masked).
+            counts: ``[batch, length]`` masked depths per position.
+            masked: ``[batch, length, depth]`` boolean view of ``counts``.
+            generator: source of randomness.
+        """
+        ...
+
+
+def initial_state(
+    batch: int,
+    length: int,
+    depth: int,
+    *,
+    prompt_tokens: Tokens | None = None,
+    prompt_depths: MaskCounts | None = None,
+    padding: Padding | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Tokens, MaskCounts]:
+    """The starting state of an iterative sampler: everything masked except prompts and padding.
+
+    Args:
+        batch: number of samples.
+        length: positions L.
+        depth: RVQ depth D.
+        prompt_tokens: ``[batch, length, depth]`` given tokens (with ``prompt_depths``).
+        prompt_depths: ``[batch, length]`` how many coarse depths of each position are given.
+        padding: ``[batch, length]`` padded positions (count 0: nothing to generate there).
+        device: where the state lives.
+
+    Returns:
+        ``(tokens, counts)``: ``[batch, length, depth]`` tokens (prompts where given, 0 elsewhere)
+        and ``[batch, length]`` masked depths per position.
+    """
+    tokens = torch.zeros(batch, length, depth, dtype=torch.long, device=device)
+    counts = torch.full((batch, length), depth, dtype=torch.long, device=device)
+    if (prompt_tokens is None) != (prompt_depths is None):
+        raise ValueError("prompt_tokens and prompt_depths must be given together")
+    if prompt_tokens is not None:
+        if prompt_tokens.shape != tokens.shape:
+            raise ValueError(
+                f"prompt_tokens must have shape {tuple(tokens.shape)}, "
+                f"got {tuple(prompt_tokens.shape)}"
+            )
+        if prompt_depths.min() < 0 or prompt_depths.max() > depth:
+            raise ValueError(f"prompt_depths must lie in 0..{depth}")
+        counts = depth - prompt_depths.to(device)
+        tokens = torch.where(depth_mask(counts, depth), tokens, prompt_tokens.to(device))
+    if padding is not None:
+        counts = counts.masked_fill(padding, 0)
+    return tokens, counts
+
+
+def guided_hidden(
+    model: HiddenModel,
+    guider: Guider | None,
+    visible: Latents,
+    counts: MaskCounts,
+    labels: Labels,
+    padding: Padding | None,
+    progress: float,
+) -> Hidden:
+    """Backbone output ``[batch, length, width]``, guided when ``guider`` is given.
+
+    Under guidance the network runs once on a doubled batch (conditional rows first, then the
+    same rows with the null label) and ``guider.combine`` mixes the two halves.
+    """
+    if guider is None:
+        return model.hidden(visible, counts, labels, padding)
+    null = torch.full_like(labels, model.null_label)
+    pad2 = None if padding is None else torch.cat([padding, padding])
+    hidden = model.hidden(
+        torch.cat([visible, visible]), torch.cat([counts, counts]), torch.cat([labels, null]), pad2
+    )
+    cond, uncond = hidden.chunk(2)
+    return guider.combine(cond, uncond, progress)
+
+
+@torch.no_grad()
+def unmask_iteratively(
+    model: HiddenModel,
+    quantizer: DepthEmbedder,
+    labels: Labels,
+    length: int,
+    propose: Proposer,
+    *,
+    steps: int,
+    schedule: MaskSchedule,
+    gumbel_temperature: float = 1.0,
+    guider: Guider | None = None,
+    prompt_tokens: Tokens | None = None,
+    prompt_depths: MaskCounts | None = None,
+    padding: Padding | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> Tokens:
+    """The loop shared by the iterative samplers (ResGen's and the token-level baseline's).
+
+    Starts from :func:`initial_state`; at each of ``steps`` steps embeds the known tokens, runs
+    the network once (:func:`guided_hidden`), lets ``propose`` fill the masked slots and score
+    them, and reveals the best with :func:`~resgen.diffusion.unmasking.reveal_most_confident`
+    (Gumbel noise of scale ``gumbel_temperature`` annealed linearly to 0) so that exactly the
+    schedule's number of slots stays masked.
+
+    Args:
+        model: the network (``hidden`` and ``null_label``).
+        quantizer: the codec's quantizer (``depth`` and ``embed``).
+        labels: ``[batch]`` class labels.
+        length: number of positions L.
+        propose: the sampler-specific step (see :class:`Proposer`).
+        steps: number of network evaluations T.
+        schedule: masking schedule deciding how many slots stay masked after each step.
+        gumbel_temperature: Gumbel noise scale on the confidences at the first step.
+        guider: classifier-free guidance on the hidden state; ``None`` = none.
+        prompt_tokens: see :func:`initial_state`.
+        prompt_depths: see :func:`initial_state`.
+        padding: see :func:`initial_state`.
+        generator: source of randomness.
+        callback: called after every step.
+
+    Returns:
+        ``[batch, length, depth]`` tokens.
+    """
+    depth = quantizer.depth
+    tokens, counts = initial_state(
+        labels.shape[0],
+        length,
+        depth,
+        prompt_tokens=prompt_tokens,
+        prompt_depths=prompt_depths,
+        padding=padding,
+        device=labels.device,
+    )
+    targets = masked_targets(schedule, counts.sum(-1), steps)
+    for step in range(1, steps + 1):
+        progress = step / steps
+        masked = depth_mask(counts, depth)
+        visible, _ = split_embeddings(quantizer.embed(tokens), counts)
+        hidden = guided_hidden(model, guider, visible, counts, labels, padding, progress)
+        proposed, scores = propose(hidden, tokens, counts, masked, generator)
+        new_counts = reveal_most_confident(
+            scores,
+            counts,
+            targets[step - 1],
+            gumbel_scale=gumbel_temperature * (1.0 - progress),
+            generator=generator,
+        )
+        revealed = masked & ~depth_mask(new_counts, depth)
+        tokens = torch.where(revealed, proposed, tokens)
+        counts = new_counts
+        if callback is not None:
+            callback(step, tokens, counts)
+    return tokens
+
+
 class ResGenSampler:
     """Iterative ResGen sampling in a fixed number of steps, whatever the RVQ depth.
 
@@ -95,7 +308,8 @@ class ResGenSampler:
     embedding ``z`` for every position that still has masked depths, residual-quantizes it from the
     position's first masked depth, scores the proposed tokens with a :class:`Confidence` rule and
     reveals the best ones, coarse before fine, so that exactly the schedule's number of slots stays
-    masked. Given (prompt) tokens never change and ``k`` never increases.
+    masked. Given (prompt) tokens never change and ``k`` never increases. The loop itself is
+    :func:`unmask_iteratively`, shared with the token-level baseline.
 
     Args:
         config: a :class:`SamplerConfig`.
@@ -142,79 +356,50 @@ class ResGenSampler:
             callback: called after every step.
         """
         cfg = self.config
-        depth = quantizer.depth
-        batch = labels.shape[0]
-        device = labels.device
-        tokens = torch.zeros(batch, length, depth, dtype=torch.long, device=device)
-        counts = torch.full((batch, length), depth, dtype=torch.long, device=device)
-        if (prompt_tokens is None) != (prompt_depths is None):
-            raise ValueError("prompt_tokens and prompt_depths must be given together")
-        if prompt_tokens is not None:
-            if prompt_tokens.shape != tokens.shape:
-                raise ValueError(
-                    f"prompt_tokens must have shape {tuple(tokens.shape)}, "
-                    f"got {tuple(prompt_tokens.shape)}"
-                )
-            if prompt_depths.min() < 0 or prompt_depths.max() > depth:
-                raise ValueError(f"prompt_depths must lie in 0..{depth}")
-            counts = depth - prompt_depths.to(device)
-            tokens = torch.where(depth_mask(counts, depth), tokens, prompt_tokens.to(device))
-        if padding is not None:
-            counts = counts.masked_fill(padding, 0)
-        targets = masked_targets(cfg.schedule, counts.sum(-1), cfg.steps)
-        for step in range(1, cfg.steps + 1):
-            progress = step / cfg.steps
-            masked = depth_mask(counts, depth)
-            visible, _ = split_embeddings(quantizer.embed(tokens), counts)
-            hidden = self._guided_hidden(model, visible, counts, labels, padding, progress)
-            params = model.head(hidden)
-            z = sample_mixture(
-                params,
-                temperature=cfg.temperature,
-                mixture_temperature=cfg.mixture_temperature,
-                top_p=cfg.top_p,
-                generator=generator,
-            )
-            quantized = quantizer.quantize_from(
-                z, depth - counts, temperature=cfg.quantization_temperature
-            )
-            proposal = Proposal(
-                tokens=torch.where(masked, quantized.tokens, tokens),
-                masked=masked,
-                mixture_log_density=mixture_log_prob(params, z) / z.shape[-1],
-                quantization_log_probs=quantized.log_probs,
-            )
-            new_counts = reveal_most_confident(
-                self.confidence(proposal),
-                counts,
-                targets[step - 1],
-                gumbel_scale=cfg.gumbel_temperature * (1.0 - progress),
-                generator=generator,
-            )
-            revealed = masked & ~depth_mask(new_counts, depth)
-            tokens = torch.where(revealed, proposal.tokens, tokens)
-            counts = new_counts
-            if callback is not None:
-                callback(step, tokens, counts)
-        return tokens
+        return unmask_iteratively(
+            model,
+            quantizer,
+            labels,
+            length,
+            partial(self._propose, model, quantizer),
+            steps=cfg.steps,
+            schedule=cfg.schedule,
+            gumbel_temperature=cfg.gumbel_temperature,
+            guider=self.guider,
+            prompt_tokens=prompt_tokens,
+            prompt_depths=prompt_depths,
+            padding=padding,
+            generator=generator,
+            callback=callback,
+        )
 
-    def _guided_hidden(
+    def _propose(
         self,
         model: SamplingModel,
-        visible: Latents,
+        quantizer: SamplingQuantizer,
+        hidden: Hidden,
+        tokens: Tokens,
         counts: MaskCounts,
-        labels: Labels,
-        padding: Padding | None,
-        progress: float,
-    ) -> Hidden:
-        if self.guider is None:
-            return model.hidden(visible, counts, labels, padding)
-        # One call on a doubled batch: conditional rows first, unconditional rows second.
-        null = torch.full_like(labels, model.null_label)
-        pad2 = None if padding is None else torch.cat([padding, padding])
-        hidden = model.hidden(
-            torch.cat([visible, visible]), torch.cat([counts, counts]), torch.cat([labels, null]),
-            pad2,
+        masked: DepthMask,
+        generator: torch.Generator | None,
+    ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
+        """Sample ``z`` from the mixture, residual-quantize it, score the proposed tokens."""
+        cfg = self.config
+        params = model.head(hidden)
+        z = sample_mixture(
+            params,
+            temperature=cfg.temperature,
+            mixture_temperature=cfg.mixture_temperature,
+            top_p=cfg.top_p,
+            generator=generator,
         )
-        cond, uncond = hidden.chunk(2)
-        return self.guider.combine(cond, uncond, progress)
+        quantized = quantizer.quantize_from(
+            z, quantizer.depth - counts, temperature=cfg.quantization_temperature
+        )
+        proposal = Proposal(
+            tokens=torch.where(masked, quantized.tokens, tokens),
+            masked=masked,
+            mixture_log_density=mixture_log_prob(params, z) / z.shape[-1],
+            quantization_log_probs=quantized.log_probs,
+        )
+        return proposal.tokens, self.confidence(proposal)

@@ -26,7 +26,7 @@ def masked_targets(
         raise ValueError(f"steps must be >= 1, got {steps}")
     progress = torch.arange(1, steps + 1, dtype=torch.float64) / steps
     gamma = schedule(progress).to(torch.float64)
-    n = torch.floor(gamma[:, None] * maskable.double()[None, :] + 1e-9).long()
+    n = torch.floor(gamma[:, None] * maskable.double()[None, :] + 1e-6).long()
     n = torch.minimum(n, maskable[None, :])
     n = torch.cummin(n, dim=0).values
     n[-1] = 0

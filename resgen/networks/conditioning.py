@@ -46,6 +46,8 @@ class ClassEmbedding(nn.Module):
                 f"got min {int(labels.min())} and max {int(labels.max())}"
             )
         if self.training and self.dropout > 0:
-            drop = torch.rand(labels.shape, generator=generator, device=labels.device) < self.dropout
+            drop = (
+                torch.rand(labels.shape, generator=generator, device=labels.device) < self.dropout
+            )
             labels = torch.where(drop, torch.full_like(labels, self.null_label), labels)
         return self.table(labels)

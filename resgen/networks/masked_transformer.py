@@ -12,7 +12,7 @@ from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.networks.transformer import Transformer
 from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
 
-__all__ = ["MaskedTransformerConfig", "MaskedRVQTransformer"]
+__all__ = ["MaskedTransformerConfig", "MaskedBackbone", "MaskedRVQTransformer"]
 
 _pos = validators.gt(0)
 
@@ -52,28 +52,44 @@ class MaskedTransformerConfig:
         return asdict(self)
 
 
-class MaskedRVQTransformer(nn.Module):
-    """ResGen's network: ``h_i = W_in(visible_i) + E_k[k_i] + pos_i``, adaLN class conditioning.
+class MaskedBackbone(nn.Module):
+    """The input and backbone of the masked networks: ``h_i = W_in(visible_i) + E_k[k_i] + pos_i``.
 
     ``visible_i`` is the sum of the known (coarse) codeword embeddings of position ``i`` and ``k_i``
-    its number of masked depths. :meth:`hidden` returns the backbone output (where guidance
-    combines conditional and unconditional passes), :meth:`head` the mixture over the cumulative
-    embedding of the masked depths.
+    its number of masked depths; the class label conditions every block (adaLN). Subclasses add a
+    ``head``: :class:`MaskedRVQTransformer` (ResGen's mixture over the cumulative embedding) and
+    :class:`~resgen.networks.token_head.MaskedTokenTransformer` (per-depth token logits, the
+    token-level baseline), so both predict from exactly the same inputs.
 
     Args:
-        config: a :class:`MaskedTransformerConfig`.
+        length: number of token positions L.
+        depth: RVQ depth D.
+        dim: code dimension C.
+        num_classes: number of class labels (a null label is added for guidance).
+        width: transformer width.
+        layers: transformer blocks.
+        heads: attention heads.
+        class_dropout: probability of training with the null label.
     """
 
-    def __init__(self, config: MaskedTransformerConfig) -> None:
+    def __init__(
+        self,
+        length: int,
+        depth: int,
+        dim: int,
+        num_classes: int,
+        width: int,
+        layers: int,
+        heads: int,
+        class_dropout: float,
+    ) -> None:
         super().__init__()
-        self.config = config
-        c = config
-        self.input = nn.Linear(c.dim, c.width)
-        self.count_embedding = nn.Embedding(c.depth + 1, c.width)
-        self.position = nn.Parameter(torch.randn(1, c.length, c.width) * 0.02)
-        self.classes = ClassEmbedding(c.num_classes, c.width, c.class_dropout)
-        self.backbone = Transformer(c.width, c.layers, c.heads)
-        self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
+        self.length, self.depth, self.dim = length, depth, dim
+        self.input = nn.Linear(dim, width)
+        self.count_embedding = nn.Embedding(depth + 1, width)
+        self.position = nn.Parameter(torch.randn(1, length, width) * 0.02)
+        self.classes = ClassEmbedding(num_classes, width, class_dropout)
+        self.backbone = Transformer(width, layers, heads)
 
     @property
     def null_label(self) -> int:
@@ -95,19 +111,39 @@ class MaskedRVQTransformer(nn.Module):
             labels: ``[batch]`` class labels (``num_classes`` is the null label).
             padding: optional ``[batch, length]``, ``True`` at padded positions.
         """
-        c = self.config
-        if visible.shape[1:] != (c.length, c.dim):
+        if visible.shape[1:] != (self.length, self.dim):
             raise ValueError(
-                f"expected visible embeddings of shape [batch, {c.length}, {c.dim}], "
+                f"expected visible embeddings of shape [batch, {self.length}, {self.dim}], "
                 f"got {tuple(visible.shape)}"
             )
-        if counts.numel() and (counts.min() < 0 or counts.max() > c.depth):
+        if counts.numel() and (counts.min() < 0 or counts.max() > self.depth):
             raise ValueError(
-                f"mask counts must lie in 0..{c.depth} (the model's RVQ depth), "
+                f"mask counts must lie in 0..{self.depth} (the model's RVQ depth), "
                 f"got max {int(counts.max())}"
             )
         x = self.input(visible) + self.count_embedding(counts) + self.position
         return self.backbone(x, self.classes(labels), padding)
+
+
+class MaskedRVQTransformer(MaskedBackbone):
+    """ResGen's network: ``h_i = W_in(visible_i) + E_k[k_i] + pos_i``, adaLN class conditioning.
+
+    ``visible_i`` is the sum of the known (coarse) codeword embeddings of position ``i`` and ``k_i``
+    its number of masked depths. :meth:`hidden` returns the backbone output (where guidance
+    combines conditional and unconditional passes), :meth:`head` the mixture over the cumulative
+    embedding of the masked depths.
+
+    Args:
+        config: a :class:`MaskedTransformerConfig`.
+    """
+
+    def __init__(self, config: MaskedTransformerConfig) -> None:
+        c = config
+        super().__init__(
+            c.length, c.depth, c.dim, c.num_classes, c.width, c.layers, c.heads, c.class_dropout
+        )
+        self.config = config
+        self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
 
     def forward(
         self,

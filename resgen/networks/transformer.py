@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Float
@@ -88,5 +87,3 @@ class Transformer(nn.Module):
             x = block(x, cond, padding)
         shift, scale = self.final_modulation(F.silu(cond))[:, None].chunk(2, dim=-1)
         return self.final_norm(x) * (1 + scale) + shift
-
-

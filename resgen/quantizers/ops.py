@@ -32,6 +32,7 @@ __all__ = [
     "ResidualCodes",
     "nearest_code",
     "residual_quantize",
+    "residual_quantize_tensors",
     "resolve_backend",
 ]
 
@@ -137,7 +138,7 @@ def nearest_code(
     *,
     temperature: float | None = None,
     block_codes: int = 4096,
-    block_rows: int = 1024,
+    block_rows: int = 2048,
     backend: Backend = "auto",
 ) -> NearestCode:
     """Find the nearest codeword of each vector (squared Euclidean distance, ties to lowest index).
@@ -174,9 +175,18 @@ def nearest_code(
 
 
 def _torch_nearest(
-    x: Tensor, cb: Tensor, temperature: float | None, block_rows: int, block_codes: int
+    x: Tensor,
+    cb: Tensor,
+    temperature: float | None,
+    block_rows: int,
+    block_codes: int,
+    update_residual: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Blocked torch search; ``x`` and ``cb`` are float32. Returns (indices, distances, logp)."""
+    """Blocked torch search; ``x`` and ``cb`` are float32. Returns (indices, distances, logp).
+
+    With ``update_residual`` the winning code is subtracted from ``x`` in place, one row block at
+    a time while the block is still in cache (the fused residual update).
+    """
     n, k = x.shape[0], cb.shape[0]
     cb_sq = cb.pow(2).sum(-1)
     # ||x - e||^2 = ||x||^2 + (||e||^2 - 2 x.e): only the bracket decides the argmin.
@@ -184,6 +194,7 @@ def _torch_nearest(
     best = torch.empty(n, device=x.device)
     best_idx = torch.empty(n, dtype=torch.long, device=x.device)
     lse = torch.empty(n, device=x.device) if temperature is not None else None
+    x_sq = x.pow(2).sum(-1)
     rows = min(block_rows, max(n, 1))
     cols = min(block_codes, k)
     tile = torch.empty(rows, cols, device=x.device)
@@ -209,8 +220,10 @@ def _torch_nearest(
         best_idx[r0 : r0 + m] = row_idx
         if lse is not None:
             lse[r0 : r0 + m] = row_lse
+        if update_residual:
+            xr.sub_(cb.index_select(0, row_idx))
     log_probs = None if lse is None else -best / temperature - lse
-    distances = (best + x.pow(2).sum(-1)).clamp_min_(0.0)
+    distances = (best + x_sq).clamp_min_(0.0)
     return best_idx, distances, log_probs
 
 
@@ -221,7 +234,7 @@ def residual_quantize(
     start: Int[Tensor, " n"] | int = 0,
     temperature: float | None = None,
     block_codes: int = 4096,
-    block_rows: int = 1024,
+    block_rows: int = 2048,
     backend: Backend = "auto",
 ) -> ResidualCodes:
     """Residual-quantize ``vectors`` through ``codebooks``, depth by depth.
@@ -240,6 +253,33 @@ def residual_quantize(
 
     Returns:
         A :class:`ResidualCodes` (tokens ``[n, depth]``, log-probs, final residual ``[n, dim]``).
+    """
+    tokens, log_probs, residual = residual_quantize_tensors(
+        vectors,
+        codebooks,
+        start=start,
+        temperature=temperature,
+        block_codes=block_codes,
+        block_rows=block_rows,
+        backend=backend,
+    )
+    return ResidualCodes(tokens=tokens, log_probs=log_probs, residual=residual)
+
+
+def residual_quantize_tensors(
+    vectors: Float[Tensor, "n dim"],
+    codebooks: Float[Tensor, "depth codes dim"],
+    *,
+    start: Int[Tensor, " n"] | int = 0,
+    temperature: float | None = None,
+    block_codes: int = 4096,
+    block_rows: int = 2048,
+    backend: Backend = "auto",
+) -> tuple[Int[Tensor, "n depth"], Float[Tensor, "n depth"] | None, Float[Tensor, "n dim"]]:
+    """:func:`residual_quantize` returning a plain ``(tokens, log_probs, residual)`` tuple.
+
+    The form ``torch.compile`` traces without a graph break (a frozen attrs result breaks it).
+    Arguments are those of :func:`residual_quantize`.
     """
     if codebooks.shape[0] == 0 or codebooks.shape[1] == 0:
         raise ValueError(f"codebooks must be non-empty, got shape {tuple(codebooks.shape)}")
@@ -274,7 +314,7 @@ def residual_quantize(
             triton_residual_quantize(
                 residual, cbs.contiguous(), start_t, tokens, log_probs, temperature
             )
-            return ResidualCodes(tokens=tokens, log_probs=log_probs, residual=residual)
+            return tokens, log_probs, residual
         for j in range(depth):
             if uniform:
                 if j < start:
@@ -286,8 +326,9 @@ def residual_quantize(
                     continue
                 rows = None if bool(active.all()) else active.nonzero().squeeze(1)
             r = residual if rows is None else residual.index_select(0, rows)
-            idx, _, logp = _torch_nearest(r, cbs[j], temperature, block_rows, block_codes)
-            r = r.sub_(cbs[j].index_select(0, idx))
+            idx, _, logp = _torch_nearest(
+                r, cbs[j], temperature, block_rows, block_codes, update_residual=True
+            )
             if rows is None:
                 tokens[:, j] = idx
                 if log_probs is not None:
@@ -297,4 +338,4 @@ def residual_quantize(
                 tokens[rows, j] = idx
                 if log_probs is not None:
                     log_probs[rows, j] = logp
-    return ResidualCodes(tokens=tokens, log_probs=log_probs, residual=residual)
+    return tokens, log_probs, residual

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from resgen.quantizers import distributed as rvq_dist
 from resgen.quantizers.dropout import sample_depth_cutoffs
 from resgen.quantizers.kmeans import kmeans
-from resgen.quantizers.ops import Backend, nearest_code, residual_quantize
+from resgen.quantizers.ops import Backend, nearest_code, residual_quantize_tensors
 from resgen.typing import Codebooks, DepthEmbeddings, Latents, MaskCounts, Padding, Tokens
 
 __all__ = [
@@ -108,7 +108,7 @@ class ResidualVQConfig:
     sync_distributed: bool = True
     backend: Backend = field(default="auto", validator=validators.in_(("auto", "torch", "triton")))
     block_codes: int = field(default=4096, validator=_positive)
-    block_rows: int = field(default=1024, validator=_positive)
+    block_rows: int = field(default=2048, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.dropout_min_depth > self.depth:
@@ -255,7 +255,12 @@ class ResidualVQ(nn.Module):
             raise ValueError(
                 f"{name} are on {latents.device} but the quantizer is on {self.codebooks.device}"
             )
-        if latents.numel() and not bool(torch.isfinite(latents).all()):
+        # A data-dependent check: skipped while torch.compile traces (it would break the graph).
+        if (
+            not torch.compiler.is_compiling()
+            and latents.numel()
+            and not bool(torch.isfinite(latents).all())
+        ):
             raise ValueError(f"{name} contain NaN or infinite values")
 
     def _check_depth(self, depth: int | None) -> int:
@@ -543,14 +548,14 @@ class ResidualVQ(nn.Module):
         d = self._check_depth(depth)
         batch = latents.shape[0]
         z = self.project_in(rearrange(latents, "b l c -> (b l) c"))
-        codes = residual_quantize(
+        tokens, _, _ = residual_quantize_tensors(
             z,
             self.get_codebooks()[:d],
             block_codes=self.config.block_codes,
             block_rows=self.config.block_rows,
             backend=self.config.backend,
         )
-        return rearrange(codes.tokens, "(b l) d -> b l d", b=batch)
+        return rearrange(tokens, "(b l) d -> b l d", b=batch)
 
     def embed(self, tokens: Tokens, *, partial: bool = False) -> DepthEmbeddings:
         """Per-depth codeword embeddings ``[batch, length, depth, dim]`` of ``tokens`` (code space).
@@ -612,7 +617,7 @@ class ResidualVQ(nn.Module):
             ):
                 raise ValueError(f"start_depth must lie in 0..{self.depth}")
             start = rearrange(start_depth.to(latents.device), "b l -> (b l)")
-        codes = residual_quantize(
+        tokens, log_probs, residual = residual_quantize_tensors(
             rearrange(latents, "b l c -> (b l) c"),
             self.get_codebooks(),
             start=start,
@@ -622,9 +627,9 @@ class ResidualVQ(nn.Module):
             backend=self.config.backend,
         )
         return ResidualQuantization(
-            tokens=rearrange(codes.tokens, "(b l) d -> b l d", b=batch),
-            log_probs=rearrange(codes.log_probs, "(b l) d -> b l d", b=batch),
-            residual=rearrange(codes.residual, "(b l) c -> b l c", b=batch),
+            tokens=rearrange(tokens, "(b l) d -> b l d", b=batch),
+            log_probs=rearrange(log_probs, "(b l) d -> b l d", b=batch),
+            residual=rearrange(residual, "(b l) c -> b l c", b=batch),
         )
 
 

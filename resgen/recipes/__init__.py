@@ -14,4 +14,4 @@ RECIPES: dict[str, tuple[str, str]] = {
         "class-conditional ResGen on Fashion-MNIST (codec, classifier, generator, samples)",
     ),
 }
-"""``name -> (module, description)``; each module has ``PRESETS`` and ``run(out_dir, config, ...)``."""
+"""``name -> (module, description)``; each module has ``PRESETS`` and ``run(out_dir, config)``."""

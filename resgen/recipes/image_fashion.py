@@ -71,9 +71,7 @@ class ImageFashionConfig:
         factory=lambda: {"width": 256, "layers": 6, "heads": 4, "components": 16, "head_rank": 128}
     )
     generator_stage: StageSpec = field(
-        factory=lambda: StageSpec(
-            steps=2000, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100
-        )
+        factory=lambda: StageSpec(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
     )
     sampler: SamplerConfig = field(factory=lambda: SamplerConfig(steps=16))
     guidance_scale: float = field(default=3.0, validator=validators.ge(0.0))
@@ -94,7 +92,7 @@ class ImageFashionConfig:
 
 
 PRESETS: dict[str, ImageFashionConfig] = {
-    # A few minutes of codec, a 4.7M-parameter generator: garments recognisable per class.
+    # A few minutes of codec, a 7.4M-parameter generator: garments recognisable per class.
     "demo": ImageFashionConfig(),
     # Everything tiny: checks the whole pipeline in well under a minute.
     "smoke": ImageFashionConfig(
@@ -127,7 +125,9 @@ def train_codec(
     spec = config.codec_stage
 
     def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        idx = torch.randint(len(images), (spec.batch_size,), generator=batch_generator(config.seed, step))
+        idx = torch.randint(
+            len(images), (spec.batch_size,), generator=batch_generator(config.seed, step)
+        )
         loss, out = codec.loss(images[idx])
         return loss, {"ppl": float(out.perplexity.mean())}
 
@@ -161,7 +161,9 @@ def train_classifier(
     return classifier.eval(), result.history, result.seconds
 
 
-def tokenize(codec: ImageRVQVAE, images: Images, path: Path, batch_size: int = 1000) -> torch.Tensor:
+def tokenize(
+    codec: ImageRVQVAE, images: Images, path: Path, batch_size: int = 1000
+) -> torch.Tensor:
     """Stage 3: tokens ``[n, length, depth]`` of ``images``, cached at ``path`` (safetensors)."""
     if path.is_file():
         tokens = load_file(str(path))["tokens"].long()
@@ -272,7 +274,9 @@ def run(
     wall["codec"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    classifier, classifier_history, _ = train_classifier(config, train_x, train_y, out / "classifier")
+    classifier, classifier_history, _ = train_classifier(
+        config, train_x, train_y, out / "classifier"
+    )
     classifier_test_accuracy = class_accuracy(classifier, test_x, test_y)
     wall["classifier"] = time.perf_counter() - tick
 
@@ -325,7 +329,9 @@ def read_config_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_trained(run_dir: str | Path) -> tuple[ImageRVQVAE, MaskedRVQTransformer, ImageFashionConfig]:
+def load_trained(
+    run_dir: str | Path,
+) -> tuple[ImageRVQVAE, MaskedRVQTransformer, ImageFashionConfig]:
     """Rebuild the codec and generator of a finished run from ``run_dir`` (``--out`` of ``run``)."""
     run_dir = Path(run_dir)
     codec_config = ImageCodecConfig(**read_config(run_dir / "codec" / "final")["codec"])

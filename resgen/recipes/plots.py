@@ -42,7 +42,10 @@ def save_image_grid(images: Images, path: str | Path, *, rows: int, scale: int =
 
 
 def save_loss_plot(
-    curves: dict[str, list[tuple[int, float]]], path: str | Path, *, size: tuple[int, int] = (900, 300)
+    curves: dict[str, list[tuple[int, float]]],
+    path: str | Path,
+    *,
+    size: tuple[int, int] = (900, 300),
 ) -> None:
     """Save one panel per curve (``name -> [(step, loss), ...]``) side by side as a PNG."""
     curves = {k: v for k, v in curves.items() if v}

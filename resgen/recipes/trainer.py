@@ -107,8 +107,10 @@ def run_stage(
         state = load_checkpoint(latest, modules, config) or {}
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
-        start, history, seconds = state.get("step", 0), state.get("history", []), state.get(
-            "seconds", 0.0
+        start, history, seconds = (
+            state.get("step", 0),
+            state.get("history", []),
+            state.get("seconds", 0.0),
         )
     for module in modules.values():
         module.train()
@@ -135,7 +137,9 @@ def run_stage(
         optimizer.step()
         if step % log_every == 0 or step == spec.steps - 1:
             history.append((step, float(loss.detach())))
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.3g}" for k, v in extras.items()})
+            bar.set_postfix(
+                loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.3g}" for k, v in extras.items()}
+            )
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             now = time.perf_counter()
             seconds, tick = seconds + now - tick, now

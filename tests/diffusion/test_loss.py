@@ -19,7 +19,9 @@ from resgen.quantizers import ResidualVQ, ResidualVQConfig
 
 def _direct_log_prob(params: MixtureParams, z: torch.Tensor) -> torch.Tensor:
     """log sum_c pi_c prod_d N(z_d; mu_cd, sigma_cd), written out term by term in float64."""
-    logits, means, log_scales = (t.double() for t in (params.logits, params.means, params.log_scales))
+    logits, means, log_scales = (
+        t.double() for t in (params.logits, params.means, params.log_scales)
+    )
     weights = torch.softmax(logits, -1)
     sigma = log_scales.exp()
     z = z.double()[:, :, None, :]
@@ -48,7 +50,9 @@ def test_mixture_log_prob_matches_float64(comp: int, dim: int, scale: float, see
 
 def test_masked_nll_averages_only_masked_positions_per_dimension() -> None:
     params = MixtureParams(
-        logits=torch.zeros(1, 3, 1), means=torch.zeros(1, 3, 1, 2), log_scales=torch.zeros(1, 3, 1, 2)
+        logits=torch.zeros(1, 3, 1),
+        means=torch.zeros(1, 3, 1, 2),
+        log_scales=torch.zeros(1, 3, 1, 2),
     )
     z = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [100.0, 100.0]]])
     weight = torch.tensor([[True, True, False]])
@@ -107,7 +111,9 @@ def test_sample_mixture_top_p_and_temperature() -> None:
 
 def test_network_rejects_depth_mismatch() -> None:
     model = MaskedRVQTransformer(
-        MaskedTransformerConfig(length=4, depth=2, dim=3, num_classes=2, width=16, layers=1, heads=2)
+        MaskedTransformerConfig(
+            length=4, depth=2, dim=3, num_classes=2, width=16, layers=1, heads=2
+        )
     )
     with pytest.raises(ValueError, match="model's RVQ depth"):
         model(torch.zeros(1, 4, 3), torch.full((1, 4), 5), torch.tensor([0]))
@@ -124,8 +130,15 @@ def test_training_reduces_the_loss_on_a_fixed_batch() -> None:
     quantizer.eval()
     model = MaskedRVQTransformer(
         MaskedTransformerConfig(
-            length=length, depth=depth, dim=dim, num_classes=2, width=32, layers=1, heads=2,
-            components=4, head_rank=16,
+            length=length,
+            depth=depth,
+            dim=dim,
+            num_classes=2,
+            width=32,
+            layers=1,
+            heads=2,
+            components=4,
+            head_rank=16,
         )
     )
     tokens = torch.randint(0, 8, (8, length, depth))

@@ -13,10 +13,10 @@ from resgen.diffusion.confidence import (
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.masking import depth_mask
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
+from resgen.diffusion.schedules import CosineSchedule
 from resgen.diffusion.unmasking import masked_targets, reveal_most_confident
 from resgen.networks import MaskedRVQTransformer, MaskedTransformerConfig
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
-from resgen.diffusion.schedules import CosineSchedule
 
 LENGTH, DIM = 12, 4
 
@@ -28,8 +28,15 @@ def _parts(depth: int) -> tuple[MaskedRVQTransformer, ResidualVQ]:
     quantizer.eval()
     model = MaskedRVQTransformer(
         MaskedTransformerConfig(
-            length=LENGTH, depth=depth, dim=DIM, num_classes=3, width=32, layers=1, heads=2,
-            components=3, head_rank=8,
+            length=LENGTH,
+            depth=depth,
+            dim=DIM,
+            num_classes=3,
+            width=32,
+            layers=1,
+            heads=2,
+            components=3,
+            head_rank=8,
         )
     ).eval()
     return model, quantizer
@@ -71,7 +78,9 @@ def test_calls_schedule_and_completion(depth: int, guided: bool) -> None:
         assert bool((counts <= previous[-1]).all()), "a mask count increased"
         previous.append(counts)
 
-    tokens = sampler.sample(counting, quantizer, torch.tensor([0, 1, 2, 0]), LENGTH, callback=callback)
+    tokens = sampler.sample(
+        counting, quantizer, torch.tensor([0, 1, 2, 0]), LENGTH, callback=callback
+    )
     assert tokens.shape == (4, LENGTH, depth)
     assert int(tokens.min()) >= 0 and int(tokens.max()) < 16
     # T network calls whatever the depth; 2B rows under guidance (one doubled batch).
@@ -91,7 +100,12 @@ def test_same_seed_same_output_and_prompt_kept() -> None:
     given = torch.randint(0, depth + 1, (2, LENGTH))
     runs = [
         sampler.sample(
-            model, quantizer, labels, LENGTH, prompt_tokens=prompt, prompt_depths=given,
+            model,
+            quantizer,
+            labels,
+            LENGTH,
+            prompt_tokens=prompt,
+            prompt_depths=given,
             generator=torch.Generator().manual_seed(7),
         )
         for _ in range(2)
@@ -100,7 +114,12 @@ def test_same_seed_same_output_and_prompt_kept() -> None:
     known = ~depth_mask(depth - given, depth)
     assert torch.equal(runs[0][known], prompt[known])
     other = sampler.sample(
-        model, quantizer, labels, LENGTH, prompt_tokens=prompt, prompt_depths=given,
+        model,
+        quantizer,
+        labels,
+        LENGTH,
+        prompt_tokens=prompt,
+        prompt_depths=given,
         generator=torch.Generator().manual_seed(8),
     )
     assert not torch.equal(other, runs[0])
@@ -111,7 +130,9 @@ def test_same_seed_same_output_and_prompt_kept() -> None:
 )
 def test_confidence_rules_complete(confidence: object) -> None:
     model, quantizer = _parts(3)
-    sampler = ResGenSampler(SamplerConfig(steps=3, top_p=0.8, temperature=0.7), confidence=confidence)
+    sampler = ResGenSampler(
+        SamplerConfig(steps=3, top_p=0.8, temperature=0.7), confidence=confidence
+    )
     tokens = sampler.sample(model, quantizer, torch.tensor([1]), LENGTH)
     assert tokens.shape == (1, LENGTH, 3)
 
@@ -122,7 +143,11 @@ def test_padding_positions_are_untouched() -> None:
     padding[0, -3:] = True
     seen: list[torch.Tensor] = []
     ResGenSampler(SamplerConfig(steps=3)).sample(
-        model, quantizer, torch.tensor([0, 1]), LENGTH, padding=padding,
+        model,
+        quantizer,
+        torch.tensor([0, 1]),
+        LENGTH,
+        padding=padding,
         callback=lambda s, t, c: seen.append(c),
     )
     assert all(int(c[0, -3:].sum()) == 0 for c in seen)
@@ -159,7 +184,10 @@ def test_bad_prompt_shape_is_refused() -> None:
     model, quantizer = _parts(2)
     with pytest.raises(ValueError, match="prompt_tokens must have shape"):
         ResGenSampler().sample(
-            model, quantizer, torch.tensor([0]), LENGTH,
+            model,
+            quantizer,
+            torch.tensor([0]),
+            LENGTH,
             prompt_tokens=torch.zeros(1, LENGTH, 3, dtype=torch.long),
             prompt_depths=torch.zeros(1, LENGTH, dtype=torch.long),
         )

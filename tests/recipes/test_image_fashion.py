@@ -17,7 +17,6 @@ from resgen.cli import main
 from resgen.recipes.fashion_data import DatasetNotFoundError, load_fashion_mnist
 
 
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("smoke")
@@ -35,8 +34,13 @@ def test_smoke_recipe_writes_everything(smoke_run: tuple[Path, float]) -> None:
     assert Image.open(out / "loss.png").size[0] > 100
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
-        "codec_reconstruction_mse", "codec_final_loss", "generator_final_loss", "class_accuracy",
-        "classifier_test_accuracy", "sampling_seconds_per_image", "wall_seconds",
+        "codec_reconstruction_mse",
+        "codec_final_loss",
+        "generator_final_loss",
+        "class_accuracy",
+        "classifier_test_accuracy",
+        "sampling_seconds_per_image",
+        "wall_seconds",
     ):
         assert key in metrics
     assert 0.0 <= metrics["class_accuracy"] <= 1.0
@@ -58,8 +62,22 @@ def test_rerun_resumes_instead_of_retraining(smoke_run: tuple[Path, float]) -> N
 def test_sample_command(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
     out, _ = smoke_run
     target = tmp_path / "grid.png"
-    assert main(["sample", "--checkpoint", str(out), "--classes", "0,3", "--out", str(target),
-                 "--per-class", "4"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(out),
+                "--classes",
+                "0,3",
+                "--out",
+                str(target),
+                "--per-class",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert Image.open(target).size == (4 * 28 * 2, 2 * 28 * 2)
     assert main(["sample", "--checkpoint", str(out), "--classes", "12", "--out", str(target)]) == 2
 
@@ -74,8 +92,18 @@ def test_loaded_data_is_fashion_mnist() -> None:
 def test_missing_data_names_the_package(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist("train", tmp_path)
-    status = main(["train", "image-fashion", "--preset", "smoke", "--out", str(tmp_path / "o"),
-                   "--data-dir", str(tmp_path)])
+    status = main(
+        [
+            "train",
+            "image-fashion",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path / "o"),
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert status == 2
     assert "dataset-fashion-mnist" in capsys.readouterr().err
 

@@ -34,7 +34,9 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     torch.manual_seed(0)
     interrupted = nn.Linear(3, 1)
     with pytest.raises(KeyboardInterrupt):
-        run_stage("s", tmp_path / "b", {"m": interrupted}, SPEC, _loss_fn(interrupted, 25), {"v": 1})
+        run_stage(
+            "s", tmp_path / "b", {"m": interrupted}, SPEC, _loss_fn(interrupted, 25), {"v": 1}
+        )
     assert (tmp_path / "b" / "latest" / "config.json").is_file()
     assert not (tmp_path / "b" / "final").exists()
 

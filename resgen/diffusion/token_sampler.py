@@ -1,0 +1,198 @@
+"""The token-level baseline's sampler: MaskGIT-style iterative decoding with ResGen's keep rule.
+
+Each step samples every masked token from the network's per-depth logits (temperature, top-p),
+scores it by its log-probability under the model, and reveals the best with the same keep rule
+as :class:`~resgen.diffusion.sampler.ResGenSampler` (coarse before fine, exact schedule). The
+loop, the initial state (prompts, padding) and guidance are shared with ResGen's sampler
+(:func:`~resgen.diffusion.sampler.unmask_iteratively`); only the proposal step differs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Protocol, runtime_checkable
+
+import torch
+from attrs import field, frozen, validators
+from einops import rearrange
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from resgen.diffusion.guidance import Guider
+from resgen.diffusion.sampler import (
+    DepthEmbedder,
+    HiddenModel,
+    StepCallback,
+    unmask_iteratively,
+)
+from resgen.diffusion.schedules import CosineSchedule, MaskSchedule
+from resgen.typing import DepthMask, Hidden, Labels, MaskCounts, Padding, Tokens
+
+__all__ = ["sample_categorical", "TokenSamplerConfig", "TokenSamplingModel", "TokenSampler"]
+
+
+def sample_categorical(
+    logits: Float[Tensor, "*shape codes"],
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Int[Tensor, "*shape"], Float[Tensor, "*shape"]]:
+    """Draw one code per row of ``logits`` ``[..., codes]``.
+
+    The distribution is ``softmax(logits / temperature)`` truncated to the smallest set of codes
+    whose mass reaches ``top_p`` (the most likely code always stays); ``temperature = 0`` takes the
+    most likely code.
+
+    Returns:
+        ``(codes, log_probs)``, each ``[...]``: the drawn codes and their log-probability under the
+        model's own distribution ``log_softmax(logits)`` (untempered, untruncated), MaskGIT's
+        confidence.
+    """
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    shape = logits.shape[:-1]
+    flat = rearrange(logits.float(), "... k -> (...) k")
+    if temperature == 0:
+        codes = flat.argmax(-1)
+    else:
+        probs = torch.softmax(flat / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            # Keep a code while the mass strictly before it is below top_p (the first always stays).
+            keep_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
+            keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+            probs = torch.where(keep, probs, torch.zeros_like(probs))
+        codes = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    log_probs = torch.log_softmax(flat, dim=-1).gather(-1, codes[:, None])[:, 0]
+    return codes.reshape(shape), log_probs.reshape(shape)
+
+
+@frozen
+class TokenSamplerConfig:
+    """Options of :class:`TokenSampler`.
+
+    Attributes:
+        steps: number of network evaluations T (independent of length and depth).
+        schedule: masking schedule used to decide how many slots stay masked after each step.
+        temperature: temperature of the token distributions (0 = most likely token).
+        top_p: nucleus truncation of the token distributions.
+        gumbel_temperature: scale of the Gumbel noise on confidences at the first step, annealed
+            linearly to 0 at the last (MaskGIT's choice temperature).
+    """
+
+    steps: int = field(default=16, validator=validators.ge(1))
+    schedule: MaskSchedule = field(factory=CosineSchedule)
+    temperature: float = field(default=1.0, validator=validators.ge(0.0))
+    top_p: float = field(default=1.0, validator=[validators.gt(0.0), validators.le(1.0)])
+    gumbel_temperature: float = field(default=1.0, validator=validators.ge(0.0))
+
+
+@runtime_checkable
+class TokenSamplingModel(HiddenModel, Protocol):
+    """What :class:`TokenSampler` needs of a network
+    (e.g. :class:`~resgen.networks.token_head.MaskedTokenTransformer`)."""
+
+    def head(self, hidden: Hidden) -> Float[Tensor, "batch length depth codes"]:
+        """Per-depth token logits."""
+        ...
+
+
+class TokenSampler:
+    """MaskGIT-style sampling of the token-level baseline in a fixed number of steps.
+
+    Each step runs the network once (on a doubled batch under guidance, combined on the hidden
+    state as in ResGen's sampler), samples a token for every masked slot from its logits, and
+    keeps the most confident (log-probability plus annealed Gumbel noise), coarse before fine, so
+    that exactly the schedule's number of slots stays masked. Given tokens never change.
+
+    Args:
+        config: a :class:`TokenSamplerConfig`.
+        guider: combines conditional and unconditional hidden states; ``None`` = no guidance.
+    """
+
+    def __init__(self, config: TokenSamplerConfig | None = None, guider: Guider | None = None):
+        self.config = config or TokenSamplerConfig()
+        self.guider = guider
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: TokenSamplingModel,
+        quantizer: DepthEmbedder,
+        labels: Labels,
+        length: int,
+        *,
+        prompt_tokens: Tokens | None = None,
+        prompt_depths: MaskCounts | None = None,
+        padding: Padding | None = None,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tokens:
+        """Generate tokens ``[batch, length, depth]``.
+
+        Args:
+            model: the network.
+            quantizer: the codec's quantizer (its codebooks embed the known tokens).
+            labels: ``[batch]`` class labels.
+            length: number of positions L.
+            prompt_tokens: ``[batch, length, depth]`` given tokens (with ``prompt_depths``).
+            prompt_depths: ``[batch, length]`` how many coarse depths of each position are given
+                (``depth`` = the whole position); given tokens are never changed.
+            padding: ``[batch, length]`` padded positions (left untouched, never attended).
+            generator: source of randomness; the same seed gives the same tokens.
+            callback: called after every step with ``(step, tokens, counts)``.
+        """
+        cfg = self.config
+        return unmask_iteratively(
+            model,
+            quantizer,
+            labels,
+            length,
+            partial(self._propose, model, quantizer),
+            steps=cfg.steps,
+            schedule=cfg.schedule,
+            gumbel_temperature=cfg.gumbel_temperature,
+            guider=self.guider,
+            prompt_tokens=prompt_tokens,
+            prompt_depths=prompt_depths,
+            padding=padding,
+            generator=generator,
+            callback=callback,
+        )
+
+    def _propose(
+        self,
+        model: TokenSamplingModel,
+        quantizer: DepthEmbedder,
+        hidden: Hidden,
+        tokens: Tokens,
+        counts: MaskCounts,
+        masked: DepthMask,
+        generator: torch.Generator | None,
+    ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
+        """Sample every masked token from its logits; its confidence is its log-probability."""
+        logits = model.head(hidden)
+        if logits.shape[2] != quantizer.depth:
+            raise ValueError(
+                f"depth mismatch: the model predicts {logits.shape[2]} depths, "
+                f"the codec has {quantizer.depth}"
+            )
+        codes = getattr(quantizer, "codes", None)
+        if codes is not None and logits.shape[3] != codes:
+            raise ValueError(
+                f"codebook size mismatch: the model predicts {logits.shape[3]} codes per depth, "
+                f"the codec has {codes}"
+            )
+        # Draw at masked slots only: known slots keep their token, the keep rule skips their score.
+        drawn, log_probs = sample_categorical(
+            logits[masked],
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            generator=generator,
+        )
+        proposed = tokens.masked_scatter(masked, drawn)
+        scores = torch.zeros(tokens.shape, device=logits.device).masked_scatter(masked, log_probs)
+        return proposed, scores

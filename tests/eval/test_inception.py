@@ -1,0 +1,56 @@
+"""The FID Inception-v3 on real Fashion-MNIST images (a few dozen, to stay fast on 2 cores)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from resgen.eval.features import InceptionFeatures, compute_features, to_unit_range
+from resgen.eval.frechet import FeatureStats
+from resgen.eval.image_io import load_idx_images
+
+FASHION = "/usr/share/datasets/fashion-mnist/{}-images-idx3-ubyte.gz"
+N = 48
+
+
+@pytest.fixture(scope="module")
+def features() -> dict[str, np.ndarray]:
+    torch.manual_seed(0)
+    train = to_unit_range(load_idx_images(FASHION.format("train"), limit=N))
+    test = to_unit_range(load_idx_images(FASHION.format("t10k"), limit=N))
+    noised = (train + 0.5 * torch.randn_like(train)).clamp(-1, 1)
+    ext = InceptionFeatures()
+    batch = torch.cat([train, test, noised])
+    feats = compute_features(ext, batch, batch_size=48, progress=False)
+    return {"train": feats[:N], "test": feats[N : 2 * N], "noised": feats[2 * N :]}
+
+
+def stats(feats: np.ndarray) -> FeatureStats:
+    return FeatureStats.from_features(feats, extractor="inception-2015-12-05")
+
+
+def test_features_are_2048_d_and_finite(features) -> None:
+    assert features["train"].shape == (N, 2048)
+    assert np.isfinite(features["train"]).all()
+    # pool3 follows a ReLU and an average: non-negative.
+    assert (features["train"] >= 0).all()
+
+
+def test_fid_with_itself_is_zero(features) -> None:
+    s = stats(features["train"])
+    assert s.frechet_distance(s) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_train_vs_test_far_below_train_vs_noised(features) -> None:
+    train = stats(features["train"])
+    fid_test = train.frechet_distance(stats(features["test"]))
+    fid_noised = train.frechet_distance(stats(features["noised"]))
+    assert fid_test > 1.0  # different images
+    assert fid_noised > 3 * fid_test, (fid_test, fid_noised)
+
+
+def test_batch_composition_does_not_change_features(features) -> None:
+    train = to_unit_range(load_idx_images(FASHION.format("train"), limit=2))
+    single = InceptionFeatures()(train[:1]).numpy()
+    np.testing.assert_allclose(single[0], features["train"][0], rtol=1e-3, atol=1e-4)
