@@ -18,14 +18,28 @@ pairs back to back (depth order alternating between rounds) and the fastest roun
 kept, so that load from other processes hits all of them alike. One CPU thread by default: on a
 shared 2-core machine, two threads make small operations (the AR steps) erratically slow.
 
+Reading the numbers: calls per sample are what the paper's claim is about (``T`` for both masked
+samplers whatever ``D``; ``L + L * D`` for the RQ-Transformer). Wall time also depends on the
+arithmetic per call. Per position, a masked sampler evaluates ``T * layers`` blocks (every position
+at every step) while the KV-cached RQ-Transformer evaluates ``layers + D * depth_layers`` blocks
+(e.g. 64 against 36 at 4 blocks and ``D = 16``); ResGen adds ``D`` nearest-code searches
+per position and step, the token baseline ``D * K`` logits. Where each step is arithmetic-bound,
+as on a CPU at batch 16, the RQ-Transformer's many small steps cost about what the masked
+samplers' few large ones do; the call-count advantage becomes a wall-time advantage where a step
+costs a fixed latency whatever its size (accelerators, small widths).
+
 Prints a table, then, last, one JSON line with the keys ``resgen_time_ratio_d32_d4``,
 ``token_time_ratio_d32_d4``, ``ar_time_ratio_d32_d4``, ``resgen_vs_ar_speedup_d16`` (AR seconds
-over ResGen seconds at ``D = 16``), and the raw numbers. ``--quick`` uses a smaller width, fewer
-blocks and one repetition (same ``D`` grid) to finish in well under a minute.
+over ResGen seconds at ``D = 16``), and the raw numbers. ``--quick`` uses 4 blocks instead of 6
+(same width and ``D`` grid) and starts no new round after 20 s, to finish in under a minute. The
+width stays at 256 because the ResGen ratio depends on it: ResGen's only depth-dependent work,
+residual quantization, does not shrink with the network, so a narrower quick network would
+exaggerate its share (at width 128 the ratio is about 1.5 instead of 1.1).
 
 Usage::
 
-    python benchmarks/sampling.py [--quick] [--threads N] [--width W] [--layers N] [--repeats R]
+    python benchmarks/sampling.py [--quick] [--threads N] [--width W] [--layers N]
+        [--depth-layers N] [--codes K] [--dim C] [--repeats R] [--budget SECONDS]
 """
 
 from __future__ import annotations
@@ -91,19 +105,25 @@ def build(method: str, depth: int, args: argparse.Namespace) -> tuple[object, ob
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small width, one repetition")
+    parser.add_argument("--quick", action="store_true", help="4 blocks, 20 s budget")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--width", type=int, default=None, help="width (default 256; quick 128)")
+    parser.add_argument("--width", type=int, default=None, help="width (default 256)")
     parser.add_argument("--layers", type=int, default=None, help="blocks (default 6; quick 4)")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--depth-layers", type=int, default=2, help="RQ depth-transformer blocks")
     parser.add_argument("--codes", type=int, default=256, help="codebook size K")
     parser.add_argument("--dim", type=int, default=16, help="code dimension C")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 3; quick 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="most timed rounds (default 3)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds after which no new round starts (default: none; quick: 20)",
+    )
     args = parser.parse_args()
-    args.width = args.width or (128 if args.quick else 256)
+    args.width = args.width or 256
     args.layers = args.layers or (4 if args.quick else 6)
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.budget = args.budget if args.budget is not None else (20.0 if args.quick else None)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     labels = torch.arange(BATCH) % CLASSES
@@ -128,8 +148,12 @@ def main() -> None:
             warm_samplers[method].sample(model, quantizer, labels, length)
         # Every round runs all (method, depth) pairs, alternating the order of the depths, so that
         # slow drifts of the machine's load do not masquerade as a trend in depth.
-        for round_ in range(args.repeats):
-            order = DEPTHS if round_ % 2 == 0 else DEPTHS[::-1]
+        rounds = 0
+        while rounds < args.repeats:
+            if rounds and args.budget is not None and time.perf_counter() - started > args.budget:
+                break
+            order = DEPTHS if rounds % 2 == 0 else DEPTHS[::-1]
+            rounds += 1
             for depth in order:
                 for method in METHODS:
                     sampler, model, counter, quantizer = runs[method, depth]
@@ -147,7 +171,7 @@ def main() -> None:
     print(
         f"Sampling cost, L={LENGTH}, batch {BATCH}, width {args.width}, {args.layers} blocks "
         f"(RQ-Transformer: {ar_layers}), K={args.codes}, C={args.dim}, T={STEPS}, "
-        f"{args.threads} thread(s), best of {args.repeats}"
+        f"{args.threads} thread(s), best of {rounds} round(s)"
     )
     print(f"{'D':>4} | {'calls/sample':^27} | {'wall seconds/sample':^33} | {'AR/ResGen':>9}")
     print(
@@ -185,7 +209,7 @@ def main() -> None:
             "codes": args.codes,
             "dim": args.dim,
             "threads": args.threads,
-            "repeats": args.repeats,
+            "rounds": rounds,
             "quick": args.quick,
         },
     }

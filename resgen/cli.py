@@ -1,4 +1,4 @@
-"""The ``resgen`` command line: list recipes, train one, sample from a trained run."""
+"""The ``resgen`` command line: list recipes, train one, sample from a trained run, speak."""
 
 from __future__ import annotations
 
@@ -35,10 +35,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(args.out or f"runs/{args.recipe}-{args.preset}")
-    metrics = module.run(out, module.PRESETS[args.preset], data_dir=args.data_dir)
+    overrides = {k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v}
+    if overrides and not hasattr(module, "configure"):
+        print(f"{args.recipe} takes no --model/--depth options", file=sys.stderr)
+        return 2
+    config = (
+        module.configure(args.preset, **overrides) if overrides else module.PRESETS[args.preset]
+    )
+    suffix = "".join(f"-{v}" for v in overrides.values())
+    out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
+    metrics = module.run(out, config, data_dir=args.data_dir)
     print(json.dumps(metrics, indent=2))
-    print(f"wrote {out}/samples.png, {out}/metrics.json, {out}/loss.png")
+    print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0
 
 
@@ -49,7 +57,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         NUM_CLASSES,
         generate_images,
         load_trained,
-        make_sampler,
+        make_recipe_sampler,
     )
     from resgen.recipes.plots import save_image_grid
 
@@ -63,15 +71,58 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         return 2
     codec, model, config = load_trained(args.checkpoint)
     labels = torch.tensor(classes).repeat_interleave(args.per_class)
-    images = generate_images(codec, model, labels, make_sampler(config), seed=args.seed)
+    images = generate_images(codec, model, labels, make_recipe_sampler(config), seed=args.seed)
     save_image_grid(images, args.out, rows=len(classes))
     print(f"wrote {args.out} ({len(classes)} rows x {args.per_class} samples)")
     return 0
 
 
+def _cmd_tts(args: argparse.Namespace) -> int:
+    from attrs import evolve
+
+    from resgen.diffusion.guidance import ClassifierFreeGuidance
+    from resgen.diffusion.sampler import ResGenSampler
+    from resgen.eval.audio_io import load_audio
+    from resgen.recipes.tts_synth import load_trained, synthesize, write_wav
+
+    codec, model, tokenizer, config = load_trained(args.checkpoint)
+    prompt, rate = load_audio(args.prompt)
+    prompt_text = args.prompt_text
+    if prompt_text is None:
+        try:
+            from resgen.eval.asr import WhisperRecognizer
+
+            prompt_text = WhisperRecognizer().transcribe(prompt, rate)
+        except ModuleNotFoundError as error:
+            print(f"--prompt-text is needed (the prompt's transcript): {error}", file=sys.stderr)
+            return 2
+        print(f"prompt transcript (Whisper): {prompt_text!r}")
+    scale = config.guidance_scale if args.guidance is None else args.guidance
+    sampler = ResGenSampler(
+        config.sampler if args.steps is None else evolve(config.sampler, steps=args.steps),
+        guider=ClassifierFreeGuidance(scale) if scale != 1 else None,
+    )
+    audio = synthesize(
+        codec,
+        model,
+        tokenizer,
+        args.text,
+        prompt,
+        rate,
+        prompt_text,
+        sampler=sampler,
+        frames=args.frames,
+        vocoder_iterations=config.vocoder_iterations,
+        seed=args.seed,
+    )
+    write_wav(args.out, audio, codec.sample_rate)
+    print(f"wrote {args.out} ({audio.numel() / codec.sample_rate:.2f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``resgen`` command (sub-commands ``recipes``, ``train``,
-    ``sample`` and ``eval``)."""
+    ``sample``, ``tts`` and ``eval``)."""
     parser = argparse.ArgumentParser(prog="resgen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -82,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="demo", help="preset of the recipe (default: demo)")
     train.add_argument("--out", default=None, help="output folder (default: runs/RECIPE-PRESET)")
     train.add_argument("--data-dir", default=None, help="folder of the data set's files")
+    train.add_argument(
+        "--model",
+        default=None,
+        choices=("resgen", "token", "ar"),
+        help="generator to train (image recipe): ResGen or a baseline on the same tokens",
+    )
+    train.add_argument("--depth", type=int, default=None, help="RVQ depth of the codec")
     train.set_defaults(func=_cmd_train)
 
     sample = sub.add_parser("sample", help="sample a class-conditional grid from a trained run")
@@ -93,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--per-class", type=int, default=10, help="samples per class (a row each)")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=_cmd_sample)
+
+    tts = sub.add_parser("tts", help="zero-shot text-to-speech from a trained tts-synth run")
+    tts.add_argument("--checkpoint", required=True, help="the run folder (--out of train)")
+    tts.add_argument("--text", required=True, help="what to say (English)")
+    tts.add_argument("--prompt", required=True, help="a few seconds of the voice (WAV, 16 kHz)")
+    tts.add_argument(
+        "--prompt-text",
+        default=None,
+        help="the prompt's transcript (default: transcribed with Whisper when installed)",
+    )
+    tts.add_argument("--out", required=True, help="WAV file to write")
+    tts.add_argument("--steps", type=int, default=None, help="sampling steps T (default: run's)")
+    tts.add_argument("--guidance", type=float, default=None, help="guidance scale on the text")
+    tts.add_argument(
+        "--frames", type=int, default=None, help="latent frames (default: prompt speaking rate)"
+    )
+    tts.add_argument("--seed", type=int, default=0)
+    tts.set_defaults(func=_cmd_tts)
 
     try:
         from resgen.eval.cli import add_eval_parser

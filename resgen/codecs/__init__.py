@@ -3,7 +3,7 @@
 from resgen.codecs.image_rvqvae import ImageCodecConfig, ImageCodecOutput, ImageRVQVAE
 from resgen.codecs.mel import LogMelSpectrogram, MelConfig
 from resgen.codecs.mel_rvqvae import MelCodecConfig, MelCodecOutput, MelRVQVAE
-from resgen.codecs.protocol import Codec
+from resgen.codecs.protocol import Codec, SequenceCodec
 from resgen.codecs.vocoder import GriffinLimVocoder, Vocoder
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "MelCodecOutput",
     "MelConfig",
     "MelRVQVAE",
+    "SequenceCodec",
     "Vocoder",
 ]

@@ -315,6 +315,7 @@ class MelRVQVAE(nn.Module):
             )
         if not mels.is_floating_point():
             raise TypeError(f"log-mels must be floating point, got {mels.dtype}")
+        mels = mels.to(device=self.mel_mean.device, dtype=self.mel_mean.dtype)
         batch, frames, _ = mels.shape
         if padding is None:
             lengths = torch.full((batch,), frames, dtype=torch.long, device=mels.device)
@@ -332,7 +333,7 @@ class MelRVQVAE(nn.Module):
                 f"latent frame ({f} mel frames = {f * self.hop} samples = "
                 f"{1000 * f * self.hop / self.sample_rate:.0f} ms at {self.sample_rate} Hz)"
             )
-        x = mels.to(self.mel_mean.dtype)
+        x = mels
         total = -(-frames // f) * f
         pad = self._frame_pad(lengths, total)
         # Whatever the pad holds (even NaN) is replaced here, before any arithmetic.
@@ -434,11 +435,16 @@ class MelRVQVAE(nn.Module):
             ``(loss, output)``: the scalar loss and the :class:`MelCodecOutput`.
         """
         out = self(mels, padding)
-        real = torch.ones_like(mels[..., 0]) if padding is None else (~padding).float()
-        diff = (out.reconstruction - mels.to(out.reconstruction.dtype)) / self.mel_std
+        target = mels.to(out.reconstruction)
+        diff = (out.reconstruction - target) / self.mel_std
         per_frame = diff.abs() if self.config.reconstruction_loss == "l1" else diff.square()
-        weights = rearrange(real, "b t -> b t 1")
-        recon = (per_frame * weights).sum() / (weights.sum() * self.n_mels)
+        if padding is None:
+            recon = per_frame.mean()
+        else:
+            # masked_fill, not a product: the pad may hold anything, NaN included.
+            padding = padding.to(per_frame.device)
+            per_frame = per_frame.masked_fill(rearrange(padding, "b t -> b t 1"), 0.0)
+            recon = per_frame.sum() / ((~padding).sum() * self.n_mels)
         return recon + out.commitment_loss, out
 
     # ------------------------------------------------------------------ the codec interface
@@ -483,6 +489,7 @@ class MelRVQVAE(nn.Module):
         self.rvq.check_tokens(tokens)
         batch, length, _ = tokens.shape
         device = self.mel_mean.device
+        tokens = tokens.to(device)
         if latent_padding is None:
             lengths = torch.full((batch,), length, dtype=torch.long, device=device)
         else:
@@ -491,7 +498,8 @@ class MelRVQVAE(nn.Module):
                     f"latent_padding must have shape {(batch, length)}, "
                     f"got {tuple(latent_padding.shape)}"
                 )
-            lengths = padding_to_lengths(latent_padding.to(device), "latent_padding")
+            latent_padding = latent_padding.to(device)
+            lengths = padding_to_lengths(latent_padding, "latent_padding")
             tokens = tokens.masked_fill(rearrange(latent_padding, "b l -> b l 1"), 0)
         z = self.rvq.decode(tokens)
         frame_lengths = lengths * self.downsample

@@ -7,9 +7,9 @@ from typing import Protocol, runtime_checkable
 from torch import Tensor
 
 from resgen.quantizers.residual_vq import ResidualVQ
-from resgen.typing import Tokens
+from resgen.typing import Padding, Tokens
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "SequenceCodec"]
 
 
 @runtime_checkable
@@ -41,4 +41,37 @@ class Codec(Protocol):
 
     def decode(self, tokens: Tokens) -> Tensor:
         """Data reconstructed from tokens ``[batch, length, depth]``."""
+        ...
+
+
+@runtime_checkable
+class SequenceCodec(Protocol):
+    """A codec for variable-length data (speech): everything travels with a padding mask.
+
+    ``encode(data, padding) -> (tokens [batch, length, depth], token_padding [batch, length])`` and
+    ``decode(tokens, token_padding) -> (data, data_padding)``; padded positions never change the
+    output at real positions. :class:`~resgen.codecs.mel_rvqvae.MelRVQVAE` is one.
+    """
+
+    @property
+    def depth(self) -> int:
+        """RVQ depth D of the tokens."""
+        ...
+
+    @property
+    def frame_rate(self) -> float:
+        """Token positions per second of data."""
+        ...
+
+    @property
+    def quantizer(self) -> ResidualVQ:
+        """The residual quantizer whose codebooks define the token embeddings."""
+        ...
+
+    def encode(self, data: Tensor, padding: Tensor | None = None) -> tuple[Tokens, Padding]:
+        """Tokens and their padding mask for a padded batch of data."""
+        ...
+
+    def decode(self, tokens: Tokens, padding: Padding | None = None) -> tuple[Tensor, Tensor]:
+        """Data and its padding mask reconstructed from tokens."""
         ...

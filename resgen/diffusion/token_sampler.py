@@ -58,14 +58,18 @@ def sample_categorical(
     if temperature == 0:
         codes = flat.argmax(-1)
     else:
-        probs = torch.softmax(flat / temperature, dim=-1)
+        scaled = flat / temperature
         if top_p < 1.0:
+            probs = torch.softmax(scaled, dim=-1)
             sorted_probs, order = probs.sort(dim=-1, descending=True)
             # Keep a code while the mass strictly before it is below top_p (the first always stays).
             keep_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
             keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-            probs = torch.where(keep, probs, torch.zeros_like(probs))
-        codes = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            scaled = scaled.masked_fill(~keep, float("-inf"))
+        # Gumbel-max: argmax(scaled + Gumbel noise) is a draw from softmax(scaled), several times
+        # cheaper on the CPU than torch.multinomial for the small batches of the AR sampler.
+        uniform = torch.rand(scaled.shape, generator=generator, device=scaled.device)
+        codes = (scaled - torch.log(-torch.log(uniform.clamp(1e-20, 1.0)))).argmax(-1)
     log_probs = torch.log_softmax(flat, dim=-1).gather(-1, codes[:, None])[:, 0]
     return codes.reshape(shape), log_probs.reshape(shape)
 

@@ -40,8 +40,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     fid.add_argument("--features", choices=("inception", "fashion"), default="inception")
     fid.add_argument(
         "--classifier",
-        help="Fashion classifier checkpoint (a state dict of resgen.eval.classifier."
-        "FashionClassifier); required with --features fashion",
+        help="trained resgen.eval.classifier.FashionClassifier: the image recipe's run folder "
+        "(its classifier.safetensors is used), a .safetensors file or a torch state dict; "
+        "required with --features fashion",
     )
     fid.add_argument("--limit-real", type=int, default=None, help="use the first N real images")
     fid.add_argument("--limit-fake", type=int, default=None, help="use the first N fake images")
@@ -103,18 +104,29 @@ def _print_results(results: dict[str, object], as_json: bool) -> None:
 
 
 def _load_classifier(path: str | None, device: str):
+    """A trained FashionClassifier from a checkpoint folder, a .safetensors or a torch file."""
     import torch
 
     if path is None:
         raise SystemExit("--features fashion needs --classifier CHECKPOINT")
     from resgen.eval.classifier import FashionClassifier
 
-    loader = getattr(FashionClassifier, "load", None)
-    if callable(loader):
-        return loader(path)
-    state = torch.load(path, map_location=device, weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    source = Path(path)
+    if source.is_dir():
+        found = sorted(source.rglob("classifier.safetensors"))
+        if not found:
+            raise SystemExit(f"no classifier.safetensors under {source}")
+        source = found[-1]
+    if not source.is_file():
+        raise SystemExit(f"no classifier checkpoint at {source}")
+    if source.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(source), device="cpu")
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
     model = FashionClassifier()
     model.load_state_dict(state)
     return model

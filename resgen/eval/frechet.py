@@ -4,12 +4,13 @@ The formula is the one of Heusel et al. (2017) as computed by pytorch-fid::
 
     d^2 = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^{1/2})
 
-with every quantity in float64. The trace of the matrix square root is taken, by default, as the sum of
-the singular values of ``S2^{1/2} S1^{1/2}`` (symmetric square roots from ``eigh``): their squares
-are the eigenvalues of ``S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``, so the trace is the
-same exactly, but the computation never produces complex numbers and stays accurate on
-rank-deficient covariances (fewer samples than feature dimensions). ``method="sqrtm"`` uses :func:`scipy.linalg.sqrtm` on ``S1 S2`` exactly
-as pytorch-fid does, including its ``eps`` diagonal offset when the product is singular.
+with every quantity in float64. The trace of the matrix square root is taken, by default, as the
+sum of the singular values of ``S2^{1/2} S1^{1/2}`` (symmetric square roots from ``eigh``): their
+squares are the eigenvalues of ``S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``, so the
+trace is the same exactly, but the computation never produces complex numbers and stays accurate
+on rank-deficient covariances (fewer samples than feature dimensions). ``method="sqrtm"`` uses
+:func:`scipy.linalg.sqrtm` on ``S1 S2`` exactly as pytorch-fid does, including its ``eps``
+diagonal offset when the product is singular.
 """
 
 from __future__ import annotations
@@ -249,4 +250,3 @@ class FeatureStats:
             count = int(data["count"]) if "count" in data.files else 2
             extractor = str(data["extractor"]) if "extractor" in data.files else _INCEPTION_NAME
             return cls(mu=data["mu"], sigma=data["sigma"], count=count, extractor=extractor)
-

@@ -82,7 +82,9 @@ def load_image_dir(
     return torch.from_numpy(rearrange(stack, "n h w c -> n c h w").copy())
 
 
-def load_idx_images(path: str | Path, limit: int | None = None) -> UInt8[Tensor, "n 1 height width"]:
+def load_idx_images(
+    path: str | Path, limit: int | None = None
+) -> UInt8[Tensor, "n 1 height width"]:
     """Load an IDX image file (the MNIST / Fashion-MNIST format), gzipped or not.
 
     Args:

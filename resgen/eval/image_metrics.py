@@ -109,7 +109,8 @@ def _kth_neighbour_radii(feats: Tensor, k: int, block: int) -> Tensor:
 def _coverage(queries: Tensor, centres: Tensor, radii: Tensor, block: int) -> float:
     """Fraction of queries within radius of at least one centre."""
     inside = [
-        (chunk <= radii[None, :]).any(dim=1) for chunk in _pairwise_distances(queries, centres, block)
+        (chunk <= radii[None, :]).any(dim=1)
+        for chunk in _pairwise_distances(queries, centres, block)
     ]
     return torch.cat(inside).double().mean().item()
 
@@ -146,7 +147,8 @@ def precision_recall(
         raise ValueError(f"k must be >= 1, got {k}")
     if min(real.shape[0], fake.shape[0]) <= k:
         raise ValueError(
-            f"each set needs more than k={k} samples, got {real.shape[0]} real, {fake.shape[0]} fake"
+            f"each set needs more than k={k} samples, "
+            f"got {real.shape[0]} real, {fake.shape[0]} fake"
         )
     real_radii = _kth_neighbour_radii(real, k, block)
     fake_radii = _kth_neighbour_radii(fake, k, block)

@@ -2,10 +2,10 @@
 
 :class:`ResemblyzerEncoder` is Resemblyzer's GE2E speaker encoder (a 3-layer LSTM over 40-channel
 log-mel frames, 256-d output; weights ``pretrained.pt`` inside the ``resemblyzer`` wheel). Its
-preprocessing is Resemblyzer's own ``preprocess_wav``: resample to 16 kHz, normalise the volume to
--30 dBFS, and remove silences longer than about 0.2 s with WebRTC VAD. The utterance embedding is the
-L2-normalised mean of the embeddings of 1.6 s windows with 50 % overlap. The similarity of two
-utterances is the cosine of their embeddings (:func:`cosine_similarity`).
+preprocessing is Resemblyzer's own ``preprocess_wav``: resample to 16 kHz, normalise the volume
+to -30 dBFS, and remove silences longer than about 0.2 s with WebRTC VAD. The utterance
+embedding is the L2-normalised mean of the embeddings of 1.6 s windows with 50 % overlap. The
+similarity of two utterances is the cosine of their embeddings (:func:`cosine_similarity`).
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ class ResemblyzerEncoder:
             self._encoder = VoiceEncoder(self.device, verbose=False)
         return self._encoder
 
-    def embed(
-        self, audio: Float[Tensor, " samples"], sample_rate: int
-    ) -> Float[Tensor, " 256"]:
+    def embed(self, audio: Float[Tensor, " samples"], sample_rate: int) -> Float[Tensor, " 256"]:
         """Embed one utterance.
 
         Args:
@@ -129,6 +127,4 @@ def speaker_similarity(
         The similarity in ``[-1, 1]`` (higher is more alike).
     """
     ref_rate = sample_rate if reference_rate is None else reference_rate
-    return cosine_similarity(
-        encoder.embed(audio, sample_rate), encoder.embed(reference, ref_rate)
-    )
+    return cosine_similarity(encoder.embed(audio, sample_rate), encoder.embed(reference, ref_rate))

@@ -17,10 +17,10 @@ The normaliser (:func:`normalize_text`, applied to references and hypotheses ali
    ``sr`` -> "senior", ``st`` is left alone as it is ambiguous), so that an ASR writing "Mr." is
    not penalised against a reference that says "mister".
 
-Error rates are corpus-level, as jiwer computes them: the total Levenshtein edit count (substitutions
-+ deletions + insertions, each costing 1) over all utterances, divided by the total reference
-length. Words are the space-separated tokens of the normalised text; characters are the characters
-of the normalised text, spaces included.
+Error rates are corpus-level, as jiwer computes them: the total Levenshtein edit count
+(substitutions + deletions + insertions, each costing 1) over all utterances, divided by the total
+reference length. Words are the space-separated tokens of the normalised text; characters are
+the characters of the normalised text, spaces included.
 """
 
 from __future__ import annotations

@@ -1,16 +1,41 @@
-"""Learned modules: transformer blocks, conditioning, heads, and the ResGen network."""
+"""Learned modules: transformer blocks, conditioning, heads, and the generators.
+
+:class:`MaskedRVQTransformer` is ResGen's network; :class:`MaskedTokenTransformer` (token-level
+masked prediction) and :class:`RQTransformer` (autoregressive) are the paper's baselines on the
+same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix.
+"""
 
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.heads import Head, MixtureOfGaussiansHead
-from resgen.networks.masked_transformer import MaskedRVQTransformer, MaskedTransformerConfig
+from resgen.networks.masked_transformer import (
+    MaskedBackbone,
+    MaskedRVQTransformer,
+    MaskedTransformerConfig,
+)
+from resgen.networks.rq_transformer import RQTransformer, RQTransformerConfig
+from resgen.networks.text_encoder import PhonemeEncoder
+from resgen.networks.token_head import (
+    MaskedTokenTransformer,
+    MaskedTokenTransformerConfig,
+    TokenHead,
+    TokenLogits,
+)
 from resgen.networks.transformer import AdaLNBlock, Transformer
 
 __all__ = [
     "AdaLNBlock",
     "ClassEmbedding",
     "Head",
+    "MaskedBackbone",
     "MaskedRVQTransformer",
+    "MaskedTokenTransformer",
+    "MaskedTokenTransformerConfig",
     "MaskedTransformerConfig",
     "MixtureOfGaussiansHead",
+    "PhonemeEncoder",
+    "RQTransformer",
+    "RQTransformerConfig",
+    "TokenHead",
+    "TokenLogits",
     "Transformer",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 from attrs import asdict, field, frozen, validators
-from torch import nn
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
 
 from resgen.diffusion.mixture import MixtureParams
 from resgen.networks.conditioning import ClassEmbedding
@@ -102,18 +103,29 @@ class MaskedBackbone(nn.Module):
         counts: MaskCounts,
         labels: Labels,
         padding: Padding | None = None,
+        prefix: Float[Tensor, "batch prefix width"] | None = None,
+        prefix_padding: Bool[Tensor, "batch prefix"] | None = None,
+        inputs: Hidden | None = None,
     ) -> Hidden:
         """Backbone output ``[batch, length, width]``.
 
         Args:
-            visible: ``[batch, length, dim]`` sum of the known codeword embeddings per position.
+            visible: ``[batch, length, dim]`` sum of the known codeword embeddings per position;
+                ``length`` may be anything up to the configured one (variable-length audio).
             counts: ``[batch, length]`` masked depths per position, in ``0..depth``.
             labels: ``[batch]`` class labels (``num_classes`` is the null label).
             padding: optional ``[batch, length]``, ``True`` at padded positions.
+            prefix: optional ``[batch, prefix, width]`` conditioning sequence (e.g. encoded
+                phonemes) placed before the token positions; the backbone attends over both and
+                only the token positions are returned.
+            prefix_padding: optional ``[batch, prefix]``, ``True`` at padded prefix entries.
+            inputs: optional ``[batch, length, width]`` added to the token positions' input
+                (e.g. the text spread over the frames).
         """
-        if visible.shape[1:] != (self.length, self.dim):
+        length = visible.shape[1]
+        if visible.shape[2] != self.dim or length > self.length:
             raise ValueError(
-                f"expected visible embeddings of shape [batch, {self.length}, {self.dim}], "
+                f"expected visible embeddings of shape [batch, <= {self.length}, {self.dim}], "
                 f"got {tuple(visible.shape)}"
             )
         if counts.numel() and (counts.min() < 0 or counts.max() > self.depth):
@@ -121,8 +133,24 @@ class MaskedBackbone(nn.Module):
                 f"mask counts must lie in 0..{self.depth} (the model's RVQ depth), "
                 f"got max {int(counts.max())}"
             )
-        x = self.input(visible) + self.count_embedding(counts) + self.position
-        return self.backbone(x, self.classes(labels), padding)
+        x = self.input(visible) + self.count_embedding(counts) + self.position[:, :length]
+        if inputs is not None:
+            x = x + inputs
+        cond = self.classes(labels)
+        if prefix is None:
+            return self.backbone(x, cond, padding)
+        if padding is not None or prefix_padding is not None:
+            batch, n = visible.shape[0], prefix.shape[1]
+            no_pad = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
+            no_prefix_pad = torch.zeros(batch, n, dtype=torch.bool, device=x.device)
+            padding = torch.cat(
+                [
+                    no_prefix_pad if prefix_padding is None else prefix_padding,
+                    no_pad if padding is None else padding,
+                ],
+                dim=1,
+            )
+        return self.backbone(torch.cat([prefix, x], dim=1), cond, padding)[:, prefix.shape[1] :]
 
 
 class MaskedRVQTransformer(MaskedBackbone):

@@ -354,8 +354,8 @@ class ResidualVQ(nn.Module):
         if cfg.codebook_update == "gradient":
             inputs = z.detach()[:, None, :] - (cum - chosen.detach())  # residual entering depth j
             code_err = (inputs - chosen).pow(2).mean(-1)
-            codebook_loss = cfg.codebook_weight * (code_err * weights).sum() / weights.sum().clamp(
-                min=1.0
+            codebook_loss = (
+                cfg.codebook_weight * (code_err * weights).sum() / weights.sum().clamp(min=1.0)
             )
         else:
             codebook_loss = z.new_zeros(())
@@ -641,4 +641,3 @@ def _usage_metrics(
     perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum(-1))
     usage = (counts > 0).float().mean(-1)
     return perplexity, usage
-

@@ -13,5 +13,9 @@ RECIPES: dict[str, tuple[str, str]] = {
         "resgen.recipes.image_fashion",
         "class-conditional ResGen on Fashion-MNIST (codec, classifier, generator, samples)",
     ),
+    "tts-synth": (
+        "resgen.recipes.tts_synth",
+        "zero-shot TTS on the synthetic multi-speaker corpus (codec, ResGen, AR baseline, WAVs)",
+    ),
 }
 """``name -> (module, description)``; each module has ``PRESETS`` and ``run(out_dir, config)``."""

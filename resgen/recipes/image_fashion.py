@@ -21,22 +21,37 @@ from typing import Any
 import torch
 from attrs import asdict, evolve, field, frozen, validators
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
-from resgen.diffusion.guidance import ClassifierFreeGuidance
-from resgen.diffusion.loss import resgen_loss
+from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
+from resgen.diffusion.token_sampler import TokenSampler
 from resgen.eval.classifier import FashionClassifier, class_accuracy
-from resgen.networks import MaskedRVQTransformer, MaskedTransformerConfig
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.fashion_data import load_fashion_mnist
+from resgen.recipes.generators import (
+    GENERATOR_KINDS,
+    build_generator,
+    generator_loss,
+    make_sampler,
+    rebuild_generator,
+)
 from resgen.recipes.plots import save_image_grid, save_loss_plot
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 from resgen.typing import Images, Labels
 
-__all__ = ["ImageFashionConfig", "PRESETS", "run", "load_trained", "generate_images"]
+__all__ = [
+    "ImageFashionConfig",
+    "PRESETS",
+    "configure",
+    "run",
+    "load_trained",
+    "generate_images",
+    "make_recipe_sampler",
+]
 
 NUM_CLASSES = 10
 
@@ -49,8 +64,11 @@ class ImageFashionConfig:
         codec: the image codec.
         codec_stage: its training schedule.
         classifier_stage: the evaluation classifier's training schedule.
-        network: width, layers, heads, mixture components of the generator (``length``,
-            ``depth`` and ``dim`` are taken from the codec).
+        generator: which generator to train: ``resgen`` (the paper's method), ``token``
+            (token-level masked prediction) or ``ar`` (autoregressive RQ-Transformer); see
+            :mod:`resgen.recipes.generators`.
+        network: width, layers, heads and kind-specific sizes of the generator (``length``,
+            ``depth`` and the code sizes are taken from the codec).
         generator_stage: the generator's training schedule.
         sampler: sampling options for the grid and the evaluation samples.
         guidance_scale: classifier-free guidance scale (1 = none).
@@ -67,8 +85,16 @@ class ImageFashionConfig:
     classifier_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=128, lr=2e-3, warmup=50)
     )
+    generator: str = field(default="resgen", validator=validators.in_(GENERATOR_KINDS))
     network: dict[str, Any] = field(
-        factory=lambda: {"width": 256, "layers": 6, "heads": 4, "components": 16, "head_rank": 128}
+        factory=lambda: {
+            "width": 256,
+            "layers": 6,
+            "heads": 4,
+            "components": 16,
+            "head_rank": 128,
+            "depth_layers": 2,
+        }
     )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
@@ -80,16 +106,6 @@ class ImageFashionConfig:
     test_subset: int | None = None
     seed: int = 0
 
-    def network_config(self, codec: ImageRVQVAE) -> MaskedTransformerConfig:
-        """The generator's configuration for ``codec``'s tokens."""
-        return MaskedTransformerConfig(
-            length=codec.length,
-            depth=codec.depth,
-            dim=codec.quantizer.dim,
-            num_classes=NUM_CLASSES,
-            **self.network,
-        )
-
 
 PRESETS: dict[str, ImageFashionConfig] = {
     # A few minutes of codec, a 7.4M-parameter generator: garments recognisable per class.
@@ -99,7 +115,14 @@ PRESETS: dict[str, ImageFashionConfig] = {
         codec=ImageCodecConfig(hidden=16, latent_dim=8, codes=32, depth=4),
         codec_stage=StageSpec(steps=25, batch_size=32, lr=3e-3, checkpoint_every=10),
         classifier_stage=StageSpec(steps=10, batch_size=32, lr=2e-3, checkpoint_every=10),
-        network={"width": 32, "layers": 1, "heads": 2, "components": 4, "head_rank": 16},
+        network={
+            "width": 32,
+            "layers": 1,
+            "heads": 2,
+            "components": 4,
+            "head_rank": 16,
+            "depth_layers": 1,
+        },
         generator_stage=StageSpec(steps=25, batch_size=16, lr=1e-3, checkpoint_every=10),
         sampler=SamplerConfig(steps=4),
         eval_samples=100,
@@ -186,32 +209,34 @@ def train_generator(
     tokens: torch.Tensor,
     labels: Labels,
     folder: Path,
-) -> tuple[MaskedRVQTransformer, list[tuple[int, float]], float]:
-    """Stage 4: train ResGen on the cached tokens; returns the network, history and seconds."""
+) -> tuple[nn.Module, list[tuple[int, float]], float]:
+    """Stage 4: train the chosen generator on the cached tokens; returns it, history and seconds."""
     torch.manual_seed(config.seed + 2)
-    net_config = config.network_config(codec)
-    model = MaskedRVQTransformer(net_config)
+    model, network = build_generator(
+        config.generator, codec.quantizer, codec.length, NUM_CLASSES, config.network
+    )
     spec = config.generator_stage
     schedule = CosineSchedule()
-    quantizer = codec.quantizer
 
     def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)
         idx = torch.randint(len(tokens), (spec.batch_size,), generator=gen)
-        out = resgen_loss(model, quantizer, tokens[idx], labels[idx], schedule, generator=gen)
-        return out.loss, {}
+        loss = generator_loss(
+            config.generator, model, codec.quantizer, tokens[idx], labels[idx], schedule, gen
+        )
+        return loss, {}
 
     result = run_stage(
-        "generator", folder, {"generator": model}, spec, loss_fn, {"network": net_config.to_dict()}
+        "generator", folder, {"generator": model}, spec, loss_fn, {"network": network}
     )
     return model.eval(), result.history, result.seconds
 
 
 def generate_images(
     codec: ImageRVQVAE,
-    model: MaskedRVQTransformer,
+    model: nn.Module,
     labels: Labels,
-    sampler: ResGenSampler,
+    sampler: ResGenSampler | TokenSampler | ARSampler,
     *,
     seed: int = 0,
     batch_size: int = 250,
@@ -228,10 +253,9 @@ def generate_images(
     return torch.cat(out)
 
 
-def make_sampler(config: ImageFashionConfig) -> ResGenSampler:
-    """The sampler the recipe uses (classifier-free guidance when ``guidance_scale != 1``)."""
-    guider = ClassifierFreeGuidance(config.guidance_scale) if config.guidance_scale != 1 else None
-    return ResGenSampler(config.sampler, guider=guider)
+def make_recipe_sampler(config: ImageFashionConfig) -> ResGenSampler | TokenSampler | ARSampler:
+    """The sampler of the configured generator (classifier-free guidance unless the scale is 1)."""
+    return make_sampler(config.generator, config.sampler, config.guidance_scale)
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -289,7 +313,7 @@ def run(
     wall["generator"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    sampler = make_sampler(config)
+    sampler = make_recipe_sampler(config)
     grid_labels = torch.arange(NUM_CLASSES).repeat_interleave(NUM_CLASSES)
     grid = generate_images(codec, model, grid_labels, sampler, seed=config.seed, progress=False)
     save_image_grid(grid, out / "samples.png", rows=NUM_CLASSES)
@@ -310,7 +334,11 @@ def run(
         "classifier_final_loss": classifier_history[-1][1] if classifier_history else None,
         "classifier_test_accuracy": classifier_test_accuracy,
         "generator_final_loss": generator_history[-1][1] if generator_history else None,
-        "generator_loss_unit": "nats per code dimension",
+        "generator": config.generator,
+        "depth": codec.depth,
+        "generator_loss_unit": (
+            "nats per code dimension" if config.generator == "resgen" else "nats per token"
+        ),
         "class_accuracy": accuracy,
         "class_accuracy_samples": len(eval_labels),
         "sampling_seconds_per_image": seconds_per_image,
@@ -329,21 +357,35 @@ def read_config_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_trained(
-    run_dir: str | Path,
-) -> tuple[ImageRVQVAE, MaskedRVQTransformer, ImageFashionConfig]:
-    """Rebuild the codec and generator of a finished run from ``run_dir`` (``--out`` of ``run``)."""
+def load_trained(run_dir: str | Path) -> tuple[ImageRVQVAE, nn.Module, ImageFashionConfig]:
+    """Rebuild the codec, the generator and the recipe configuration of a finished run."""
     run_dir = Path(run_dir)
-    codec_config = ImageCodecConfig(**read_config(run_dir / "codec" / "final")["codec"])
-    codec = ImageRVQVAE(codec_config)
+    if not (run_dir / "recipe.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished image-fashion run (no recipe.json)")
+    codec = ImageRVQVAE(ImageCodecConfig(**read_config(run_dir / "codec" / "final")["codec"]))
     load_checkpoint(run_dir / "codec" / "final", {"codec": codec})
-    net_config = MaskedTransformerConfig(**read_config(run_dir / "generator" / "final")["network"])
-    model = MaskedRVQTransformer(net_config)
+    model = rebuild_generator(read_config(run_dir / "generator" / "final")["network"])
     load_checkpoint(run_dir / "generator" / "final", {"generator": model})
     saved = read_config_json(run_dir / "recipe.json")
+    sampler = {k: v for k, v in saved["sampler"].items() if k != "schedule"}
     config = evolve(
         PRESETS["demo"],
+        generator=saved.get("generator", "resgen"),
         guidance_scale=saved["guidance_scale"],
-        sampler=SamplerConfig(**{k: v for k, v in saved["sampler"].items() if k != "schedule"}),
+        sampler=SamplerConfig(**sampler),
     )
     return codec.eval(), model.eval(), config
+
+
+def configure(
+    preset: str, *, generator: str | None = None, depth: int | None = None
+) -> ImageFashionConfig:
+    """A preset with the command line's overrides: the generator kind and the codec's depth."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    if generator is not None:
+        config = evolve(config, generator=generator)
+    if depth is not None:
+        config = evolve(config, codec=evolve(config.codec, depth=depth))
+    return config

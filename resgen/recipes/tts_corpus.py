@@ -287,8 +287,8 @@ class SentenceGrammar:
         max_words: longest sentence kept.
 
     Example:
-        >>> SentenceGrammar(seed=0).generate(2)  # doctest: +SKIP
-        ['The lucky nurse washed a golden bucket behind the harbor.', ...]
+        >>> SentenceGrammar(seed=0).generate(1)
+        ['We will order this golden card tonight.']
     """
 
     seed: int = 0

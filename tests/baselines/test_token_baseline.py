@@ -209,6 +209,8 @@ def test_sample_categorical_truncation_and_greedy() -> None:
         logits, top_p=0.7, generator=torch.Generator().manual_seed(0)
     )
     assert set(codes.tolist()) == {0, 1}
+    # Renormalised over the kept codes: P(0) = 0.5 / 0.8 (standard error about 0.011).
+    assert abs(float((codes == 0).float().mean()) - 0.625) < 0.045
     assert torch.allclose(log_probs, logits.gather(-1, codes[:, None])[:, 0])
     greedy, _ = sample_categorical(torch.randn(3, 5, 7), temperature=0.0)
     assert greedy.shape == (3, 5)

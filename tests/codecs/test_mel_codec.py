@@ -154,6 +154,13 @@ def test_padding_never_changes_real_frames(codec: MelRVQVAE) -> None:
     real = ~padding
     assert torch.allclose(out_a.reconstruction[real], out_b.reconstruction[real], atol=1e-5)
     assert torch.equal(out_a.tokens, out_b.tokens)
+    # The loss ignores the pad too (NaN included), and so do its gradients.
+    loss_a, _ = codec.loss(mels, padding)
+    loss_b, _ = codec.loss(noisy, padding)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    loss_b.backward()
+    assert all(torch.isfinite(p.grad).all() for p in codec.parameters() if p.grad is not None)
+    codec.zero_grad(set_to_none=True)
     # An utterance codes the same alone as inside a padded batch.
     n = int(real[1].sum())
     alone = codec(mels[1:2, :n])
@@ -245,3 +252,11 @@ def test_tiny_overfit() -> None:
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.5 * first, (first, last)
+
+
+def test_mel_codec_is_a_sequence_codec() -> None:
+    from resgen.codecs import SequenceCodec
+
+    codec = MelRVQVAE(MelCodecConfig(hidden=16, latent_dim=4, codes=8, depth=2))
+    assert isinstance(codec, SequenceCodec)
+    assert codec.frame_rate == pytest.approx(15.625)

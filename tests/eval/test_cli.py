@@ -41,8 +41,21 @@ def test_fid_command_on_image_folders(tmp_path, capsys) -> None:
         Image.fromarray(img[0].numpy()).save(folder / f"{i}.png")
     saved = tmp_path / "real.npz"
     args = parse(
-        ["eval", "fid", "--real", str(folder), "--fake", str(folder), "--save-real", str(saved),
-         "--json", "--no-progress", "--precision-recall", "--k", "2"]
+        [
+            "eval",
+            "fid",
+            "--real",
+            str(folder),
+            "--fake",
+            str(folder),
+            "--save-real",
+            str(saved),
+            "--json",
+            "--no-progress",
+            "--precision-recall",
+            "--k",
+            "2",
+        ]
     )
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -51,11 +64,22 @@ def test_fid_command_on_image_folders(tmp_path, capsys) -> None:
     assert FeatureStats.load(saved).count == 6
     # Cached statistics as --real, an IDX file as --fake.
     args = parse(
-        ["eval", "fid", "--real", str(saved), "--fake", FASHION_TEST, "--limit-fake", "6",
-         "--no-progress"]
+        [
+            "eval",
+            "fid",
+            "--real",
+            str(saved),
+            "--fake",
+            FASHION_TEST,
+            "--limit-fake",
+            "6",
+            "--no-progress",
+            "--json",
+        ]
     )
     assert args.func(args) == 0
-    assert "fid: 0.0" in capsys.readouterr().out
+    out = json.loads(capsys.readouterr().out)
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["fake_count"] == 6
 
 
 def test_fid_command_rejects_mismatched_stats(tmp_path) -> None:
@@ -64,4 +88,44 @@ def test_fid_command_rejects_mismatched_stats(tmp_path) -> None:
     FeatureStats.from_features(np.random.rand(5, 3), extractor="other").save(tmp_path / "s.npz")
     args = parse(["eval", "fid", "--real", str(tmp_path / "s.npz"), "--fake", str(tmp_path)])
     with pytest.raises(SystemExit, match="other"):
+        args.func(args)
+
+
+def test_fid_command_with_fashion_classifier(tmp_path, capsys) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from resgen.eval.classifier import FashionClassifier
+
+    run = tmp_path / "run" / "classifier"
+    run.mkdir(parents=True)
+    save_file(FashionClassifier().state_dict(), str(run / "classifier.safetensors"))
+    torch.save(FashionClassifier().state_dict(), tmp_path / "clf.pt")
+    for checkpoint in (tmp_path / "run", tmp_path / "clf.pt"):
+        args = parse(
+            [
+                "eval",
+                "fid",
+                "--real",
+                FASHION_TEST,
+                "--limit-real",
+                "20",
+                "--fake",
+                FASHION_TEST,
+                "--limit-fake",
+                "20",
+                "--features",
+                "fashion",
+                "--classifier",
+                str(checkpoint),
+                "--json",
+                "--no-progress",
+            ]
+        )
+        assert args.func(args) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["features"] == "fashion-classifier"
+        assert out["fid"] == pytest.approx(0.0, abs=1e-6)
+    args = parse(["eval", "fid", "--real", "a", "--fake", "b", "--features", "fashion"])
+    with pytest.raises(SystemExit, match="--classifier"):
         args.func(args)

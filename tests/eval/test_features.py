@@ -37,7 +37,9 @@ def grid_sample_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize(("src", "dst"), [((28, 28), (299, 299)), ((17, 40), (23, 9)), ((5, 5), (5, 5))])
+@pytest.mark.parametrize(
+    ("src", "dst"), [((28, 28), (299, 299)), ((17, 40), (23, 9)), ((5, 5), (5, 5))]
+)
 def test_tf_bilinear_resize_matches_grid_sample(src, dst) -> None:
     x = torch.rand(2, 3, *src) * 255
     expected = grid_sample_resize(x, dst).float()

@@ -25,7 +25,11 @@ def random_gaussian(rng: np.random.Generator, dim: int, samples: int):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), dim=st.integers(1, 24), method=st.sampled_from(["eigh", "sqrtm"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dim=st.integers(1, 24),
+    method=st.sampled_from(["eigh", "sqrtm"]),
+)
 def test_matches_scipy_sqrtm(seed: int, dim: int, method: str) -> None:
     rng = np.random.default_rng(seed)
     mu1, sigma1 = random_gaussian(rng, dim, 4 * dim + 8)

@@ -65,7 +65,10 @@ def test_known_values() -> None:
         ("She came 3rd; he came 21st.", "she came third he came twenty first"),
         ("Pi is 3.14", "pi is three point one four"),
         ("$5 and -2 degrees", "five dollars and minus two degrees"),
-        ("In 1990 \u201cquotes\u201d & \u2018single\u2019", "in one thousand nine hundred ninety quotes and single"),
+        (
+            "In 1990 \u201cquotes\u201d & \u2018single\u2019",
+            "in one thousand nine hundred ninety quotes and single",
+        ),
         ("  Spaces\tand\nnewlines  ", "spaces and newlines"),
         ("'quoted' don't", "quoted don't"),
     ],

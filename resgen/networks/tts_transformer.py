@@ -1,0 +1,299 @@
+"""ResGen's text-to-speech network: the masked RVQ transformer with a phoneme prefix.
+
+The speech positions are those of :class:`~resgen.networks.masked_transformer.MaskedBackbone`
+(``W_in(visible) + E_k[k] + pos``); a :class:`~resgen.networks.text_encoder.PhonemeEncoder`
+encodes the phonemes into a prefix of the same width, and one bidirectional transformer attends
+over ``[phonemes; speech]`` (no aligner: attention learns where each phoneme sounds). The
+in-context speech prompt needs nothing special: its positions are ordinary speech positions whose
+tokens are all given (mask count 0).
+
+**Guidance.** The "class" label says whether the text is present: label 0 = with text, label 1
+(:attr:`TextToSpeechTransformer.null_label`) = without (every phoneme id replaced by the encoder's
+null id). In training the text is dropped with probability ``text_dropout``. :meth:`bind` fixes
+the phonemes of a batch and returns a :class:`BoundText` whose ``hidden(visible, counts, labels,
+padding)`` is what :class:`~resgen.diffusion.sampler.ResGenSampler` and
+:func:`~resgen.diffusion.loss.resgen_loss` call, so classifier-free guidance works unchanged: on
+the doubled batch the text is repeated and the null rows get the null text.
+
+**Text spread over the frames** (``frame_text=True``, an option). Besides the prefix, each speech
+position may also receive the encoded phoneme that a *uniform* spread of the text would put
+there (:func:`spread_text`: each text segment, the prompt's and the target's, spread evenly over
+its frames). It is not an aligner (no durations are predicted or extracted); it is a
+diagonal prior that attention then refines, which makes alignment learnable on a CPU budget.
+"""
+
+from __future__ import annotations
+
+import torch
+from attrs import asdict, field, frozen, validators
+from einops import repeat
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from resgen.diffusion.mixture import MixtureParams
+from resgen.networks.heads import MixtureOfGaussiansHead
+from resgen.networks.masked_transformer import MaskedBackbone
+from resgen.networks.text_encoder import PhonemeEncoder
+from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
+
+__all__ = [
+    "TTSTransformerConfig",
+    "TextToSpeechTransformer",
+    "BoundText",
+    "TEXT_LABEL",
+    "null_text",
+    "spread_text",
+    "gather_frames",
+]
+
+_pos = validators.gt(0)
+
+TEXT_LABEL = 0
+"""The label of a row that sees its text (the conditional model)."""
+
+PhonemeIds = Int[Tensor, "batch phonemes"]
+PhonemePadding = Bool[Tensor, "batch phonemes"]
+FrameText = Int[Tensor, "batch length"]
+
+
+@frozen
+class TTSTransformerConfig:
+    """Configuration of :class:`TextToSpeechTransformer`.
+
+    Attributes:
+        length: most speech positions (prompt + target latent frames) of one sequence.
+        depth: RVQ depth D of the codec's tokens.
+        dim: code dimension C of the codec's codebooks.
+        vocabulary: number of phoneme ids (the padding id 0 included).
+        width: transformer width (text encoder and backbone).
+        layers: backbone blocks.
+        heads: attention heads.
+        text_layers: blocks of the phoneme encoder (0 = embeddings and positions only).
+        max_phonemes: most phonemes (prompt + target text) of one sequence.
+        components: mixture components of the head.
+        head_rank: bottleneck rank of the head's output projection.
+        text_dropout: probability of training a row without its text (for guidance).
+        min_scale: floor on the head's standard deviations.
+        frame_text: also add to each speech position the encoded phoneme a uniform spread of
+            the text puts there (:func:`spread_text`).
+    """
+
+    length: int = field(validator=_pos)
+    depth: int = field(validator=_pos)
+    dim: int = field(validator=_pos)
+    vocabulary: int = field(validator=_pos)
+    width: int = field(default=256, validator=_pos)
+    layers: int = field(default=6, validator=_pos)
+    heads: int = field(default=4, validator=_pos)
+    text_layers: int = field(default=2, validator=validators.ge(0))
+    max_phonemes: int = field(default=256, validator=_pos)
+    components: int = field(default=16, validator=_pos)
+    head_rank: int = field(default=128, validator=_pos)
+    text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
+    min_scale: float = field(default=1e-3, validator=_pos)
+    frame_text: bool = False
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of the fields."""
+        return asdict(self)
+
+
+def spread_text(segments: list[tuple[int, int]], length: int) -> Int[Tensor, " length"]:
+    """Phoneme index of every frame when each segment's phonemes are spread evenly over its frames.
+
+    Args:
+        segments: ``(frames, phonemes)`` of each consecutive segment (e.g. the prompt's, then the
+            target's); segment ``s`` covers the frames and phonemes after those of segment
+            ``s - 1``.
+        length: frames of the result (frames after the last segment get ``-1``).
+
+    Returns:
+        ``[length]`` index into the concatenated phonemes, ``-1`` where no segment is.
+    """
+    out = torch.full((length,), -1, dtype=torch.long)
+    frame = phoneme = 0
+    for frames, phonemes in segments:
+        if frames < 0 or phonemes < 1:
+            raise ValueError(
+                f"a segment needs >= 0 frames and >= 1 phoneme, got {frames} and {phonemes}"
+            )
+        position = (torch.arange(frames) + 0.5) * phonemes / max(frames, 1)
+        out[frame : frame + frames] = phoneme + position.long().clamp_max(phonemes - 1)
+        frame, phoneme = frame + frames, phoneme + phonemes
+    return out
+
+
+def null_text(phonemes: PhonemeIds, padding: PhonemePadding, null_id: int) -> PhonemeIds:
+    """``phonemes`` ``[batch, phonemes]`` with every real id replaced by ``null_id`` (padding
+    ``[batch, phonemes]`` keeps id 0): the "no text" input, of the same length."""
+    return torch.where(padding, phonemes, torch.full_like(phonemes, null_id))
+
+
+def gather_frames(
+    encoded: Float[Tensor, "batch phonemes width"], frame_text: FrameText
+) -> Float[Tensor, "batch length width"]:
+    """``encoded[b, frame_text[b, i]]`` for every position (zeros where ``frame_text`` is -1)."""
+    if frame_text.numel() and int(frame_text.max()) >= encoded.shape[1]:
+        raise ValueError("frame_text points beyond the phonemes")
+    index = repeat(frame_text.clamp_min(0), "b l -> b l w", w=encoded.shape[-1])
+    return encoded.gather(1, index) * (frame_text >= 0)[..., None]
+
+
+class TextToSpeechTransformer(MaskedBackbone):
+    """ResGen over speech tokens conditioned on phonemes (a prefix) and a speech prompt.
+
+    See the module docstring. ``forward``/``hidden`` take the phonemes explicitly; :meth:`bind`
+    returns the view the generic loss and sampler call.
+
+    Args:
+        config: a :class:`TTSTransformerConfig`.
+    """
+
+    def __init__(self, config: TTSTransformerConfig) -> None:
+        c = config
+        # one "class": 0 = with text, 1 = the null label (no text); dropout is done here, on
+        # the text and the label together, so the class embedding never drops on its own.
+        super().__init__(c.length, c.depth, c.dim, 1, c.width, c.layers, c.heads, 0.0)
+        self.config = config
+        self.text = PhonemeEncoder(c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes)
+        self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
+
+    def text_hidden(
+        self,
+        visible: Latents,
+        counts: MaskCounts,
+        labels: Labels,
+        padding: Padding | None,
+        phonemes: PhonemeIds,
+        phoneme_padding: PhonemePadding,
+        frame_text: FrameText | None = None,
+    ) -> Hidden:
+        """Backbone output ``[batch, length, width]`` of the speech positions.
+
+        Args:
+            visible: ``[batch, length, dim]`` sum of the known codeword embeddings.
+            counts: ``[batch, length]`` masked depths per position.
+            labels: ``[batch]``: :data:`TEXT_LABEL` or :attr:`null_label` (no text).
+            padding: ``[batch, length]`` padded speech positions, or ``None``.
+            phonemes: ``[batch, phonemes]`` ids (prompt text then target text).
+            phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
+            frame_text: ``[batch, length]`` phoneme index per position (:func:`spread_text`,
+                ``-1`` = none); required when the config's ``frame_text`` is set.
+        """
+        if self.config.frame_text and frame_text is None:
+            raise ValueError("this network spreads the text over the frames: pass frame_text")
+        if phonemes.shape[0] != visible.shape[0]:
+            raise ValueError(
+                f"{phonemes.shape[0]} phoneme rows for a batch of {visible.shape[0]} sequences"
+            )
+        if bool(phoneme_padding.all(-1).any()):
+            raise ValueError("a row has no phonemes: the text must not be empty")
+        if self.training and self.config.text_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.text_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_label), labels)
+        dropped = (labels == self.null_label)[:, None]
+        null = null_text(phonemes, phoneme_padding, self.text.null_id)
+        phonemes = torch.where(dropped, null, phonemes)
+        prefix = self.text(phonemes, phoneme_padding)
+        inputs = gather_frames(prefix, frame_text) if self.config.frame_text else None
+        return self.hidden(
+            visible,
+            counts,
+            labels,
+            padding,
+            prefix=prefix,
+            prefix_padding=phoneme_padding,
+            inputs=inputs,
+        )
+
+    def forward(
+        self,
+        visible: Latents,
+        counts: MaskCounts,
+        labels: Labels,
+        padding: Padding | None,
+        phonemes: PhonemeIds,
+        phoneme_padding: PhonemePadding,
+        frame_text: FrameText | None = None,
+    ) -> MixtureParams:
+        """Mixture parameters per speech position: ``head(text_hidden(...))``."""
+        return self.head(
+            self.text_hidden(
+                visible, counts, labels, padding, phonemes, phoneme_padding, frame_text
+            )
+        )
+
+    def bind(
+        self,
+        phonemes: PhonemeIds,
+        phoneme_padding: PhonemePadding,
+        frame_text: FrameText | None = None,
+    ) -> BoundText:
+        """The network with the text of a batch fixed (``[batch, phonemes]`` ids and padding,
+        and ``[batch, length]`` ``frame_text`` when the network uses it)."""
+        return BoundText(self, phonemes, phoneme_padding, frame_text)
+
+
+class BoundText:
+    """A :class:`TextToSpeechTransformer` with its batch's phonemes bound.
+
+    Has the call signature of the class-conditional networks, ``(visible, counts, labels,
+    padding)``, so :func:`~resgen.diffusion.loss.resgen_loss` and
+    :class:`~resgen.diffusion.sampler.ResGenSampler` use it as they are. When called on a batch
+    ``k`` times the bound one (the sampler's doubled batch under guidance) the text is repeated.
+
+    Args:
+        model: the network.
+        phonemes: ``[batch, phonemes]`` ids.
+        phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
+        frame_text: ``[batch, length]`` phoneme index per position, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: TextToSpeechTransformer,
+        phonemes: PhonemeIds,
+        phoneme_padding: PhonemePadding,
+        frame_text: FrameText | None = None,
+    ) -> None:
+        if phonemes.shape != phoneme_padding.shape:
+            raise ValueError(
+                f"phonemes {tuple(phonemes.shape)} and their padding "
+                f"{tuple(phoneme_padding.shape)} differ in shape"
+            )
+        self.model = model
+        self.phonemes = phonemes
+        self.phoneme_padding = phoneme_padding
+        self.frame_text = frame_text
+
+    @property
+    def null_label(self) -> int:
+        """The label of the unconditional (no text) model."""
+        return self.model.null_label
+
+    def _text(self, batch: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        bound = self.phonemes.shape[0]
+        if batch % bound:
+            raise ValueError(f"a batch of {batch} rows for {bound} bound texts")
+        times = batch // bound
+        frame_text = None if self.frame_text is None else self.frame_text.repeat(times, 1)
+        return self.phonemes.repeat(times, 1), self.phoneme_padding.repeat(times, 1), frame_text
+
+    def hidden(
+        self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None
+    ) -> Hidden:
+        """Backbone output ``[batch, length, width]`` (see
+        :meth:`TextToSpeechTransformer.text_hidden`)."""
+        return self.model.text_hidden(
+            visible, counts, labels, padding, *self._text(visible.shape[0])
+        )
+
+    def head(self, hidden: Hidden) -> MixtureParams:
+        """The mixture head of the network."""
+        return self.model.head(hidden)
+
+    def __call__(
+        self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None
+    ) -> MixtureParams:
+        """Mixture parameters per position: ``head(hidden(...))``."""
+        return self.head(self.hidden(visible, counts, labels, padding))
