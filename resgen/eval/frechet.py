@@ -5,12 +5,12 @@ The formula is the one of Heusel et al. (2017) as computed by pytorch-fid::
     d^2 = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^{1/2})
 
 with every quantity in float64. The trace of the matrix square root is taken, by default, as the
-sum of the singular values of ``S2^{1/2} S1^{1/2}`` (symmetric square roots from ``eigh``): their
-squares are the eigenvalues of ``S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``, so the
-trace is the same exactly, but the computation never produces complex numbers and stays accurate
-on rank-deficient covariances (fewer samples than feature dimensions). ``method="sqrtm"`` uses
-:func:`scipy.linalg.sqrtm` on ``S1 S2`` exactly as pytorch-fid does, including its ``eps``
-diagonal offset when the product is singular.
+sum of the singular values of ``F2^T F1``, where ``S_i = F_i F_i^T`` are factors from ``eigh``
+(eigenvalues at rounding level dropped): their squares are the non-zero eigenvalues of
+``S1 S2``, so the trace is the same exactly, but the computation never produces complex numbers
+and stays accurate (and cheap) on rank-deficient covariances (fewer samples than features).
+``method="sqrtm"`` uses :func:`scipy.linalg.sqrtm` on ``S1 S2`` exactly as pytorch-fid does,
+including its ``eps`` diagonal offset when the product is singular.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from attrs import field, frozen
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["frechet_distance", "FeatureStats"]
+__all__ = ["frechet_distance", "frechet_distance_from_features", "FeatureStats"]
 
 _STATS_FORMAT = 1
 _INCEPTION_NAME = "inception-2015-12-05"
@@ -40,22 +40,27 @@ def _check_gaussian(mu: np.ndarray, sigma: np.ndarray, which: str) -> None:
         raise ValueError(f"mu{which} / sigma{which} contain NaN or infinity")
 
 
-def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a covariance (eigenvalues below 0, i.e. rounding, set to 0)."""
+def _psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """``F`` with ``F F^T = sigma``: ``U sqrt(L)`` over the eigenvalues above rounding level."""
     eigvals, eigvecs = np.linalg.eigh((sigma + sigma.T) / 2)
-    return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
+    floor = max(eigvals.max(initial=0.0), 0.0) * sigma.shape[0] * np.finfo(np.float64).eps
+    keep = eigvals > floor
+    return eigvecs[:, keep] * np.sqrt(eigvals[keep])
 
 
 def _sqrtm_trace_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """``Tr((S1 S2)^{1/2})`` as the nuclear norm of ``S2^{1/2} S1^{1/2}``.
+    """``Tr((S1 S2)^{1/2})`` as the nuclear norm of ``F2^T F1`` with ``S_i = F_i F_i^T``.
 
-    The singular values of ``A = S2^{1/2} S1^{1/2}`` are the square roots of the eigenvalues of
-    ``A^T A = S1^{1/2} S2 S1^{1/2}``, which are those of ``S1 S2``. Taking them from an SVD of ``A``
-    avoids the square root of eigenvalues at rounding level, which would add ~1e-8 per null
-    direction on rank-deficient covariances.
+    The squared singular values of ``F2^T F1`` are the eigenvalues of ``F1^T S2 F1``, whose
+    non-zero ones are those of ``S1 S2``. Taking them from an SVD avoids square roots of
+    eigenvalues at rounding level (which would add ~1e-8 per null direction on rank-deficient
+    covariances), and the factors only keep the covariances' numerical rank, so small sample
+    sets are cheap.
     """
-    product = _psd_sqrt(sigma2) @ _psd_sqrt(sigma1)
-    return float(np.linalg.svd(product, compute_uv=False).sum())
+    factor1, factor2 = _psd_factor(sigma1), _psd_factor(sigma2)
+    if factor1.shape[1] == 0 or factor2.shape[1] == 0:
+        return 0.0
+    return float(np.linalg.svd(factor2.T @ factor1, compute_uv=False).sum())
 
 
 def _sqrtm_trace_scipy(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> float:
@@ -94,7 +99,8 @@ def frechet_distance(
         mu2: ``[feat]`` mean of the second feature set.
         sigma2: ``[feat, feat]`` covariance of the second feature set.
         method: ``"eigh"`` (default): the trace of the square root as the sum of the singular
-            values of ``sigma2^{1/2} sigma1^{1/2}`` (square roots by ``eigh``; never complex);
+            values of ``F2^T F1`` with ``sigma_i = F_i F_i^T`` (factors by ``eigh``; never
+            complex);
             ``"sqrtm"``: :func:`scipy.linalg.sqrtm` of ``sigma1 @ sigma2``, as pytorch-fid.
         eps: diagonal offset used by ``"sqrtm"`` when the product is singular (pytorch-fid's).
 
@@ -126,6 +132,49 @@ def _to_numpy64(features: np.ndarray | Tensor) -> np.ndarray:
     if isinstance(features, Tensor):
         features = features.detach().cpu().numpy()
     return np.asarray(features, dtype=np.float64)
+
+
+def frechet_distance_from_features(
+    features1: Float[np.ndarray, "n1 feat"] | Float[Tensor, "n1 feat"],
+    features2: Float[np.ndarray, "n2 feat"] | Float[Tensor, "n2 feat"],
+) -> float:
+    """The same FID as :func:`frechet_distance` of the two sets' statistics, from the features.
+
+    With ``A_i`` the centred features of set ``i`` (``[n_i, feat]``) and ``c_i = n_i - 1``, the
+    covariances are ``S_i = A_i^T A_i / c_i``; the non-zero eigenvalues of ``S1 S2`` are the squared
+    singular values of ``A1 A2^T / sqrt(c1 c2)``, so ``Tr((S1 S2)^{1/2})`` is that
+    ``[n1, n2]`` matrix's nuclear norm. When the sets are smaller than the feature dimension this
+    is much cheaper than the ``[feat, feat]`` decompositions, and exact. For larger sets it falls
+    back to :func:`frechet_distance` on the statistics.
+
+    Args:
+        features1: ``[n1, feat]`` features of the first set (n1 >= 2).
+        features2: ``[n2, feat]`` features of the second set (n2 >= 2).
+
+    Returns:
+        The distance.
+    """
+    x1, x2 = _to_numpy64(features1), _to_numpy64(features2)
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x1.shape[1]} vs {x2.shape[1]}")
+    if min(x1.shape[0], x2.shape[0]) < 2:
+        raise ValueError(f"need at least 2 rows per set, got {x1.shape[0]} and {x2.shape[0]}")
+    if not (np.isfinite(x1).all() and np.isfinite(x2).all()):
+        raise ValueError("features contain NaN or infinity")
+    if x1.shape[0] * x2.shape[0] > x1.shape[1] ** 2:
+        return frechet_distance(
+            x1.mean(0),
+            np.atleast_2d(np.cov(x1, rowvar=False)),
+            x2.mean(0),
+            np.atleast_2d(np.cov(x2, rowvar=False)),
+        )
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    a1, a2 = x1 - mu1, x2 - mu2
+    c1, c2 = x1.shape[0] - 1, x2.shape[0] - 1
+    tr_covmean = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(c1 * c2)
+    diff = mu1 - mu2
+    trace1, trace2 = (a1 * a1).sum() / c1, (a2 * a2).sum() / c2
+    return float(diff @ diff + trace1 + trace2 - 2.0 * tr_covmean)
 
 
 @frozen

@@ -6,7 +6,7 @@ Two implementations share one contract:
   block_codes``. Each tile is one ``addmm`` (``||e||^2 - 2 x.e``; the ``||x||^2`` term is
   constant per row and added only to the winner) followed by a row minimum, with a running
   minimum (and, when asked, a running log-sum-exp) across code blocks. Peak extra memory is
-  ``block_rows * block_codes`` floats whatever ``N`` and ``K`` are.
+  ``block_rows * block_codes`` floats (32 MiB by default) whatever ``N`` and ``K`` are.
 * **triton** (CUDA, or the CPU under ``TRITON_INTERPRET=1``): one program per block of rows
   loops over code blocks with ``tl.dot``, keeps the running minimum / log-sum-exp in registers,
   and subtracts the winning code from the residual in place (see
@@ -34,6 +34,8 @@ __all__ = [
     "residual_quantize",
     "residual_quantize_tensors",
     "resolve_backend",
+    "TILE_ELEMENTS",
+    "TRITON_MAX_DIM",
 ]
 
 Backend = Literal["auto", "torch", "triton"]
@@ -74,12 +76,20 @@ class ResidualCodes:
     residual: Float[Tensor, "n dim"]
 
 
-def resolve_backend(backend: Backend, device: torch.device) -> Literal["torch", "triton"]:
+TRITON_MAX_DIM = 512
+"""Widest code dimension the Triton kernel handles (a row tile and a code tile must fit on chip);
+``backend="auto"`` falls back to torch above it."""
+
+
+def resolve_backend(
+    backend: Backend, device: torch.device, dim: int = 0
+) -> Literal["torch", "triton"]:
     """Turn ``backend`` into the implementation that will run on ``device``.
 
     Args:
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
         device: where the tensors live.
+        dim: code dimension (Triton handles up to :data:`TRITON_MAX_DIM`).
 
     Returns:
         ``"torch"`` or ``"triton"``.
@@ -88,13 +98,20 @@ def resolve_backend(backend: Backend, device: torch.device) -> Literal["torch", 
         ValueError: for an unknown backend name.
         RuntimeError: ``"triton"`` was forced on CPU tensors without ``TRITON_INTERPRET=1``, or
             Triton is not installed.
+        ValueError: ``"triton"`` was forced for codes wider than :data:`TRITON_MAX_DIM`.
     """
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "torch":
         return "torch"
     if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_available() else "torch"
+        fits = dim <= TRITON_MAX_DIM
+        return "triton" if device.type == "cuda" and fits and _triton_available() else "torch"
+    if dim > TRITON_MAX_DIM:
+        raise ValueError(
+            f"backend='triton' handles code dimensions up to {TRITON_MAX_DIM}, got {dim}; "
+            "use backend='torch'"
+        )
     if not _triton_available():
         raise RuntimeError("backend='triton' needs the triton package, which is not installed")
     if device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
@@ -125,8 +142,8 @@ def _check_pair(vectors: Tensor, codebook: Tensor) -> None:
         raise ValueError(f"vectors are on {vectors.device} but the codebook on {codebook.device}")
 
 
-def _check_blocks(block_rows: int, block_codes: int) -> None:
-    if block_rows < 1 or block_codes < 1:
+def _check_blocks(block_rows: int | None, block_codes: int) -> None:
+    if (block_rows is not None and block_rows < 1) or block_codes < 1:
         raise ValueError(
             f"block_rows and block_codes must be >= 1, got {block_rows} and {block_codes}"
         )
@@ -138,7 +155,7 @@ def nearest_code(
     *,
     temperature: float | None = None,
     block_codes: int = 4096,
-    block_rows: int = 2048,
+    block_rows: int | None = None,
     backend: Backend = "auto",
 ) -> NearestCode:
     """Find the nearest codeword of each vector (squared Euclidean distance, ties to lowest index).
@@ -149,8 +166,8 @@ def nearest_code(
         temperature: if given, also return the log-softmax of ``-distance / temperature`` at the
             chosen code (a per-token confidence).
         block_codes: codes scored per tile (torch backend).
-        block_rows: vectors scored per tile (torch backend); extra memory is bounded by
-            ``block_rows * block_codes`` floats.
+        block_rows: vectors scored per tile (torch backend; default ``TILE_ELEMENTS //
+            block_codes``); extra memory is bounded by ``block_rows * block_codes`` floats.
         backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see :data:`Backend`).
 
     Returns:
@@ -163,7 +180,7 @@ def nearest_code(
     with torch.autocast(device_type=vectors.device.type, enabled=False):
         x = vectors.float()
         cb = codebook.detach().float()
-        if resolve_backend(backend, x.device) == "triton":
+        if resolve_backend(backend, x.device, x.shape[-1]) == "triton":
             from resgen.quantizers.triton_kernels import triton_nearest_code
 
             idx, dist, logp = triton_nearest_code(
@@ -174,18 +191,29 @@ def nearest_code(
     return NearestCode(indices=idx, distances=dist, log_probs=logp)
 
 
+TILE_ELEMENTS = 1 << 23
+"""Default tile size of the torch search (8 Mi scores, 32 MiB): with ``block_rows=None`` the row
+block is ``TILE_ELEMENTS // block_codes`` vectors."""
+
+
+def _rows_per_tile(block_rows: int | None, cols: int) -> int:
+    return block_rows if block_rows is not None else max(1, TILE_ELEMENTS // cols)
+
+
 def _torch_nearest(
     x: Tensor,
     cb: Tensor,
     temperature: float | None,
-    block_rows: int,
+    block_rows: int | None,
     block_codes: int,
     update_residual: bool = False,
-) -> tuple[Tensor, Tensor, Tensor | None]:
+    need_distances: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Blocked torch search; ``x`` and ``cb`` are float32. Returns (indices, distances, logp).
 
     With ``update_residual`` the winning code is subtracted from ``x`` in place, one row block at
-    a time while the block is still in cache (the fused residual update).
+    a time while the block is still in cache (the fused residual update). The number of tensor ops
+    per tile is kept small on purpose: on a busy CPU each parallel op can wait for a time slice.
     """
     n, k = x.shape[0], cb.shape[0]
     cb_sq = cb.pow(2).sum(-1)
@@ -194,36 +222,36 @@ def _torch_nearest(
     best = torch.empty(n, device=x.device)
     best_idx = torch.empty(n, dtype=torch.long, device=x.device)
     lse = torch.empty(n, device=x.device) if temperature is not None else None
-    x_sq = x.pow(2).sum(-1)
-    rows = min(block_rows, max(n, 1))
     cols = min(block_codes, k)
+    rows = min(_rows_per_tile(block_rows, cols), max(n, 1))
     tile = torch.empty(rows, cols, device=x.device)
     for r0 in range(0, n, rows):
         xr = x[r0 : r0 + rows]
         m = xr.shape[0]
-        row_best = row_idx = row_lse = None
+        out_best, out_idx = best[r0 : r0 + m], best_idx[r0 : r0 + m]
+        row_lse = None
         for c0 in range(0, k, cols):
             c1 = min(c0 + cols, k)
             scores = tile[:m, : c1 - c0]
             torch.addmm(cb_sq[c0:c1], xr, neg2_cb_t[:, c0:c1], out=scores)
-            blk_best, blk_idx = scores.min(dim=-1)
             if temperature is not None:
                 blk_lse = torch.logsumexp(scores * (-1.0 / temperature), dim=-1)
                 row_lse = blk_lse if row_lse is None else torch.logaddexp(row_lse, blk_lse)
-            if row_best is None:
-                row_best, row_idx = blk_best, blk_idx
+            if c0 == 0:
+                torch.min(scores, dim=-1, out=(out_best, out_idx))
             else:
-                better = blk_best < row_best  # strict: earlier blocks win ties
-                row_best = torch.where(better, blk_best, row_best)
-                row_idx = torch.where(better, blk_idx + c0, row_idx)
-        best[r0 : r0 + m] = row_best
-        best_idx[r0 : r0 + m] = row_idx
+                blk_best, blk_idx = scores.min(dim=-1)
+                better = blk_best < out_best  # strict: earlier blocks win ties
+                out_best.copy_(torch.where(better, blk_best, out_best))
+                out_idx.copy_(torch.where(better, blk_idx + c0, out_idx))
         if lse is not None:
             lse[r0 : r0 + m] = row_lse
         if update_residual:
-            xr.sub_(cb.index_select(0, row_idx))
+            xr.sub_(cb[out_idx])
     log_probs = None if lse is None else -best / temperature - lse
-    distances = (best + x_sq).clamp_min_(0.0)
+    distances = None
+    if need_distances:
+        distances = (best + x.pow(2).sum(-1)).clamp_min_(0.0)
     return best_idx, distances, log_probs
 
 
@@ -234,7 +262,7 @@ def residual_quantize(
     start: Int[Tensor, " n"] | int = 0,
     temperature: float | None = None,
     block_codes: int = 4096,
-    block_rows: int = 2048,
+    block_rows: int | None = None,
     backend: Backend = "auto",
 ) -> ResidualCodes:
     """Residual-quantize ``vectors`` through ``codebooks``, depth by depth.
@@ -273,7 +301,7 @@ def residual_quantize_tensors(
     start: Int[Tensor, " n"] | int = 0,
     temperature: float | None = None,
     block_codes: int = 4096,
-    block_rows: int = 2048,
+    block_rows: int | None = None,
     backend: Backend = "auto",
 ) -> tuple[Int[Tensor, "n depth"], Float[Tensor, "n depth"] | None, Float[Tensor, "n dim"]]:
     """:func:`residual_quantize` returning a plain ``(tokens, log_probs, residual)`` tuple.
@@ -303,7 +331,7 @@ def residual_quantize_tensors(
             start = start.to(device)
             if start.numel() and (int(start.min()) < 0 or int(start.max()) > depth):
                 raise ValueError(f"start depths must lie in 0..{depth}")
-        if resolve_backend(backend, device) == "triton":
+        if resolve_backend(backend, device, vectors.shape[-1]) == "triton":
             from resgen.quantizers.triton_kernels import triton_residual_quantize
 
             start_t = (
@@ -327,7 +355,13 @@ def residual_quantize_tensors(
                 rows = None if bool(active.all()) else active.nonzero().squeeze(1)
             r = residual if rows is None else residual.index_select(0, rows)
             idx, _, logp = _torch_nearest(
-                r, cbs[j], temperature, block_rows, block_codes, update_residual=True
+                r,
+                cbs[j],
+                temperature,
+                block_rows,
+                block_codes,
+                update_residual=True,
+                need_distances=False,
             )
             if rows is None:
                 tokens[:, j] = idx

@@ -83,7 +83,8 @@ class ResidualVQConfig:
             codebooks.
         backend: nearest-code implementation of ``encode``/``quantize_from``/training.
         block_codes: codes per tile of the blocked torch nearest-code search.
-        block_rows: vectors per tile of the blocked torch nearest-code search.
+        block_rows: vectors per tile of the blocked torch nearest-code search (``None``: as
+            many as fit a tile of :data:`~resgen.quantizers.ops.TILE_ELEMENTS` scores).
     """
 
     dim: int = field(validator=_positive)
@@ -108,7 +109,7 @@ class ResidualVQConfig:
     sync_distributed: bool = True
     backend: Backend = field(default="auto", validator=validators.in_(("auto", "torch", "triton")))
     block_codes: int = field(default=4096, validator=_positive)
-    block_rows: int = field(default=2048, validator=_positive)
+    block_rows: int | None = field(default=None, validator=_optional_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.dropout_min_depth > self.depth:

@@ -74,8 +74,15 @@ __all__ = [
     "TTSBatch",
     "training_batch",
     "prompted_resgen_loss",
+    "write_wav",
+    "load_mels",
+    "train_codec",
+    "tokenize",
+    "train_resgen",
+    "train_ar",
     "target_frames",
     "synthesize",
+    "evaluate",
     "load_trained",
     "run",
 ]
@@ -141,7 +148,7 @@ class TTSSynthConfig:
         }
     )
     generator_stage: StageSpec = field(
-        factory=lambda: StageSpec(steps=1500, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
+        factory=lambda: StageSpec(steps=1200, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
     )
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = True
@@ -169,7 +176,7 @@ PRESETS: dict[str, TTSSynthConfig] = {
     "smoke": TTSSynthConfig(
         corpus="smoke",
         codec=MelCodecConfig(hidden=16, latent_dim=8, codes=16, depth=4),
-        codec_stage=StageSpec(steps=15, batch_size=8, lr=3e-3, checkpoint_every=10),
+        codec_stage=StageSpec(steps=10, batch_size=8, lr=3e-3, checkpoint_every=5),
         codec_crop_frames=64,
         network={
             "width": 32,
@@ -180,9 +187,10 @@ PRESETS: dict[str, TTSSynthConfig] = {
             "head_rank": 8,
         },
         ar_network={"width": 32, "layers": 1, "heads": 2, "depth_layers": 1, "text_layers": 1},
-        generator_stage=StageSpec(steps=15, batch_size=4, lr=1e-3, checkpoint_every=10),
+        generator_stage=StageSpec(steps=10, batch_size=4, lr=1e-3, checkpoint_every=5),
         sampler=SamplerConfig(steps=4),
         eval_per_speaker=1,
+        prompt_seconds=1.5,
         vocoder_iterations=4,
     ),
 }
@@ -193,10 +201,10 @@ PAPER_SCALE = TTSTransformerConfig(
     depth=32,
     dim=64,
     vocabulary=78,
-    width=1536,
+    width=1280,
     layers=20,
     heads=16,
-    text_layers=4,
+    text_layers=2,
     max_phonemes=1024,
     components=32,
     head_rank=256,
@@ -646,7 +654,7 @@ def synthesize(
     frames: int | None = None,
     vocoder_iterations: int = 32,
     seed: int = 0,
-) -> Float[Tensor, " samples"]:
+) -> Float[Tensor, " out_samples"]:
     """Zero-shot TTS: speak ``text`` in the voice of a prompt.
 
     Args:
@@ -663,7 +671,7 @@ def synthesize(
         seed: sampling seed.
 
     Returns:
-        ``[samples]`` the generated speech at the codec's sample rate (the prompt excluded).
+        ``[out_samples]`` the generated speech at the codec's sample rate (the prompt excluded).
 
     Raises:
         ValueError: empty or unsupported text, a prompt shorter than one latent frame or at a

@@ -62,24 +62,6 @@ def test_fid_command_on_image_folders(tmp_path, capsys) -> None:
     assert out["fid"] == pytest.approx(0.0, abs=1e-6)
     assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["real_count"] == 6
     assert FeatureStats.load(saved).count == 6
-    # Cached statistics as --real, an IDX file as --fake.
-    args = parse(
-        [
-            "eval",
-            "fid",
-            "--real",
-            str(saved),
-            "--fake",
-            FASHION_TEST,
-            "--limit-fake",
-            "6",
-            "--no-progress",
-            "--json",
-        ]
-    )
-    assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["fake_count"] == 6
 
 
 def test_fid_command_rejects_mismatched_stats(tmp_path) -> None:
@@ -126,6 +108,37 @@ def test_fid_command_with_fashion_classifier(tmp_path, capsys) -> None:
         out = json.loads(capsys.readouterr().out)
         assert out["features"] == "fashion-classifier"
         assert out["fid"] == pytest.approx(0.0, abs=1e-6)
+    # Cached statistics as --real, an image folder as --fake.
+    stats = tmp_path / "real.npz"
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(load_idx_images(FASHION_TEST, limit=20)):
+        Image.fromarray(img[0].numpy()).save(folder / f"{i:02d}.png")
+    common = ["--features", "fashion", "--classifier", str(tmp_path / "clf.pt"), "--json"]
+    args = parse(
+        [
+            "eval",
+            "fid",
+            "--real",
+            FASHION_TEST,
+            "--limit-real",
+            "20",
+            "--fake",
+            str(folder),
+            "--save-real",
+            str(stats),
+            "--no-progress",
+            *common,
+        ]
+    )
+    assert args.func(args) == 0
+    capsys.readouterr()
+    args = parse(
+        ["eval", "fid", "--real", str(stats), "--fake", str(folder), "--no-progress", *common]
+    )
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["real_count"] == 20
     args = parse(["eval", "fid", "--real", "a", "--fake", "b", "--features", "fashion"])
     with pytest.raises(SystemExit, match="--classifier"):
         args.func(args)

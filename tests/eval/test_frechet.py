@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg
 
-from resgen.eval.frechet import FeatureStats, frechet_distance
+from resgen.eval.frechet import FeatureStats, frechet_distance, frechet_distance_from_features
 
 
 def reference_fid(mu1, sigma1, mu2, sigma2) -> float:
@@ -105,3 +105,26 @@ def test_stats_errors(tmp_path) -> None:
     b = FeatureStats.from_features(np.random.default_rng(1).normal(size=(5, 3)), extractor="b")
     with pytest.raises(ValueError, match="different extractors"):
         a.frechet_distance(b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n1=st.integers(2, 12),
+    n2=st.integers(2, 12),
+    dim=st.integers(1, 40),
+)
+def test_from_features_matches_statistics(seed: int, n1: int, n2: int, dim: int) -> None:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=(n1, dim)) * rng.uniform(0.5, 2, size=dim)
+    x2 = rng.normal(size=(n2, dim)) + rng.normal(size=dim)
+    expected = FeatureStats.from_features(x1, "x").frechet_distance(
+        FeatureStats.from_features(x2, "x")
+    )
+    got = frechet_distance_from_features(x1, x2)
+    assert abs(got - expected) <= 1e-6 * max(abs(expected), 1e-9)
+
+
+def test_from_features_self_distance_is_zero() -> None:
+    x = np.random.default_rng(3).normal(size=(20, 500))
+    assert frechet_distance_from_features(x, x) == pytest.approx(0.0, abs=1e-9)

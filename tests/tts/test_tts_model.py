@@ -1,0 +1,261 @@
+"""The text-to-speech networks (ResGen's and the autoregressive baseline) and their bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
+from resgen.codecs.phonemes import PhonemeTokenizer
+from resgen.diffusion.ar_loss import ar_loss
+from resgen.diffusion.ar_sampler import ARSampler
+from resgen.diffusion.guidance import ClassifierFreeGuidance
+from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
+from resgen.networks.masked_transformer import MaskedRVQTransformer, MaskedTransformerConfig
+from resgen.networks.tts_rq_transformer import TextRQTransformer, TextRQTransformerConfig
+from resgen.networks.tts_transformer import (
+    TextToSpeechTransformer,
+    TTSTransformerConfig,
+    spread_text,
+)
+from resgen.quantizers.residual_vq import ResidualVQ, ResidualVQConfig
+from resgen.recipes.tts_synth import PAPER_SCALE, synthesize, target_frames
+
+DEPTH, CODES, DIM, VOCAB = 4, 16, 8, 12
+
+
+def _tts(frame_text: bool = True) -> TextToSpeechTransformer:
+    config = TTSTransformerConfig(
+        length=24,
+        depth=DEPTH,
+        dim=DIM,
+        vocabulary=VOCAB,
+        width=32,
+        layers=1,
+        heads=2,
+        text_layers=1,
+        components=2,
+        head_rank=8,
+        frame_text=frame_text,
+    )
+    return TextToSpeechTransformer(config).eval()
+
+
+def _ar() -> TextRQTransformer:
+    config = TextRQTransformerConfig(
+        length=24,
+        depth=DEPTH,
+        codes=CODES,
+        vocabulary=VOCAB,
+        width=32,
+        layers=1,
+        heads=2,
+        depth_layers=1,
+        text_layers=1,
+        frame_text=True,
+    )
+    return TextRQTransformer(config).eval()
+
+
+def _text() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    phonemes = torch.randint(1, VOCAB, (2, 7))
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, 5:] = True
+    phonemes[padding] = 0
+    frames = torch.stack([spread_text([(5, 3), (7, 4)], 14), spread_text([(5, 2), (5, 3)], 14)])
+    return phonemes, padding, frames
+
+
+def test_spread_text_covers_each_segment_evenly() -> None:
+    index = spread_text([(4, 2), (3, 3)], 9)
+    assert index.tolist() == [0, 0, 1, 1, 2, 3, 4, -1, -1]
+    with pytest.raises(ValueError, match="phoneme"):
+        spread_text([(4, 0)], 4)
+
+
+def test_resgen_prompt_tokens_unchanged_after_sampling() -> None:
+    quantizer = ResidualVQ(ResidualVQConfig(dim=DIM, codes=CODES, depth=DEPTH)).eval()
+    model = _tts()
+    phonemes, phoneme_padding, frame_text = _text()
+    prompt = torch.randint(0, CODES, (2, 14, DEPTH))
+    depths = torch.zeros(2, 14, dtype=torch.long)
+    depths[:, :5] = DEPTH
+    padding = torch.zeros(2, 14, dtype=torch.bool)
+    padding[1, 10:] = True
+    sampler = ResGenSampler(SamplerConfig(steps=4), guider=ClassifierFreeGuidance(2.0))
+    tokens = sampler.sample(
+        model.bind(phonemes, phoneme_padding, frame_text),
+        quantizer,
+        torch.zeros(2, dtype=torch.long),
+        14,
+        prompt_tokens=prompt,
+        prompt_depths=depths,
+        padding=padding,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(tokens[:, :5], prompt[:, :5])
+    assert bool((tokens[1, 10:] == 0).all())  # padding untouched
+
+
+def test_text_prefix_changes_the_output_and_padding_does_not() -> None:
+    model = _tts(frame_text=False)
+    phonemes, phoneme_padding, _ = _text()
+    visible = torch.randn(2, 10, DIM)
+    counts = torch.full((2, 10), DEPTH)
+    labels = torch.zeros(2, dtype=torch.long)
+    for p in model.parameters():  # adaLN-Zero starts as the identity; make the blocks act
+        torch.nn.init.normal_(p, std=0.05)
+    with torch.no_grad():
+        h = model.text_hidden(visible, counts, labels, None, phonemes, phoneme_padding)
+        alone = model.text_hidden(
+            visible[1:], counts[1:], labels[1:], None, phonemes[1:, :5], phoneme_padding[1:, :5]
+        )
+        other = phonemes.clone()
+        other[0, 0] = (other[0, 0] % (VOCAB - 1)) + 1
+        changed = model.text_hidden(visible, counts, labels, None, other, phoneme_padding)
+    assert h.shape == (2, 10, 32)
+    assert torch.allclose(h[1], alone[0], atol=1e-5)
+    assert not torch.allclose(h[0], changed[0])
+
+
+def test_masked_backbone_still_takes_its_full_length_and_shorter() -> None:
+    model = MaskedRVQTransformer(
+        MaskedTransformerConfig(length=6, depth=2, dim=4, num_classes=3, width=16, layers=1)
+    )
+    labels = torch.zeros(2, dtype=torch.long)
+    assert model.hidden(torch.randn(2, 6, 4), torch.ones(2, 6, dtype=torch.long), labels).shape == (
+        2,
+        6,
+        16,
+    )
+    assert (
+        model.hidden(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.long), labels).shape[1] == 3
+    )
+    with pytest.raises(ValueError, match="<= 6"):
+        model.hidden(torch.randn(2, 7, 4), torch.ones(2, 7, dtype=torch.long), labels)
+
+
+def test_ar_prompt_unchanged_and_cache_matches_teacher_forcing() -> None:
+    quantizer = ResidualVQ(ResidualVQConfig(dim=DIM, codes=CODES, depth=DEPTH)).eval()
+    model = _ar()
+    phonemes, phoneme_padding, frame_text = _text()
+    tokens = torch.randint(0, CODES, (2, 14, DEPTH))
+    labels = torch.zeros(2, dtype=torch.long)
+    loss = ar_loss(model.bind(phonemes, phoneme_padding, frame_text), tokens, labels)
+    assert torch.isfinite(loss.loss)
+    with torch.no_grad():
+        logits = model(tokens[:1], labels[:1], phonemes[:1], phoneme_padding[:1], frame_text[:1])
+        bound = model.bind(phonemes[:1], phoneme_padding[:1], frame_text[:1])
+        cache = bound.new_cache(labels[:1])
+        bound.spatial_step(None, cache)
+        first = bound.depth_step(None, cache)
+        second = bound.depth_step(tokens[:1, 0, 0], cache)
+        bound.spatial_step(tokens[:1, 0], cache)
+        next_position = bound.depth_step(None, cache)
+        # a row padded in a batch sees what it sees alone (packing keeps padding at the end)
+        both = model(tokens, labels, phonemes, phoneme_padding, frame_text)
+        alone = model(
+            tokens[1:], labels[1:], phonemes[1:, :5], phoneme_padding[1:, :5], frame_text[1:]
+        )
+    assert torch.allclose(first, logits[0, 0, 0], atol=1e-5)
+    assert torch.allclose(second, logits[0, 0, 1], atol=1e-5)
+    assert torch.allclose(next_position, logits[0, 1, 0], atol=1e-5)
+    assert torch.allclose(both[1], alone[0], atol=1e-5)
+    depths = torch.zeros(1, 14, dtype=torch.long)
+    depths[:, :5] = DEPTH
+    out = ARSampler(guider=ClassifierFreeGuidance(2.0)).sample(
+        bound, quantizer, labels[:1], 14, prompt_tokens=tokens[:1], prompt_depths=depths
+    )
+    assert torch.equal(out[:, :5], tokens[:1, :5])
+    with pytest.raises(ValueError, match="equal text length"):
+        model.bind(phonemes, phoneme_padding, frame_text).new_cache(labels)
+
+
+def test_empty_text_row_is_an_error() -> None:
+    model = _tts(frame_text=False)
+    phonemes = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="no phonemes"):
+        model.text_hidden(
+            torch.randn(1, 4, DIM),
+            torch.full((1, 4), DEPTH),
+            torch.zeros(1, dtype=torch.long),
+            None,
+            phonemes,
+            torch.ones(1, 3, dtype=torch.bool),
+        )
+
+
+def test_target_frames_follow_the_prompt_rate() -> None:
+    assert target_frames(40, 20, 30) == 60
+    with pytest.raises(ValueError, match="phoneme"):
+        target_frames(40, 0, 3)
+
+
+def test_paper_scale_config_constructs() -> None:
+    with torch.device("meta"):
+        model = TextToSpeechTransformer(PAPER_SCALE)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert PAPER_SCALE.depth == 32
+    assert 500e6 < parameters < 750e6, parameters
+
+
+@pytest.fixture(scope="module")
+def untrained() -> tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer]:
+    codec = MelRVQVAE(MelCodecConfig(hidden=8, latent_dim=DIM, codes=CODES, depth=DEPTH)).eval()
+    model = TextToSpeechTransformer(
+        TTSTransformerConfig(
+            length=64,
+            depth=DEPTH,
+            dim=DIM,
+            vocabulary=len(PhonemeTokenizer()),
+            width=16,
+            layers=1,
+            heads=2,
+            text_layers=0,
+            components=2,
+            head_rank=4,
+        )
+    ).eval()
+    return codec, model, PhonemeTokenizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "audio", "rate", "match"),
+    [
+        ("", 16000, 16000, "empty"),
+        ("hello 😀 world", 16000, 16000, "character"),
+        ("hello world", 300, 16000, "shorter than one latent frame"),
+        ("hello world", 16000, 22050, "22050 Hz is not supported"),
+    ],
+)
+def test_synthesize_bad_input_is_a_clear_error(
+    untrained: tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer],
+    text: str,
+    audio: int,
+    rate: int,
+    match: str,
+) -> None:
+    codec, model, tokenizer = untrained
+    prompt = 0.1 * torch.randn(audio)
+    with pytest.raises(ValueError, match=match):
+        synthesize(codec, model, tokenizer, text, prompt, rate, "a short prompt")
+
+
+def test_synthesize_generates_the_requested_frames(
+    untrained: tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer],
+) -> None:
+    codec, model, tokenizer = untrained
+    sampler = ResGenSampler(SamplerConfig(steps=2))
+    audio = synthesize(
+        codec,
+        model,
+        tokenizer,
+        "hello",
+        0.1 * torch.randn(8000),
+        16000,
+        "a prompt",
+        sampler=sampler,
+        frames=5,
+        vocoder_iterations=2,
+    )
+    assert audio.shape == (5 * codec.samples_per_token,)

