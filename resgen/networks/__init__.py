@@ -21,6 +21,8 @@ from resgen.networks.token_head import (
     TokenLogits,
 )
 from resgen.networks.transformer import AdaLNBlock, Transformer
+from resgen.networks.tts_rq_transformer import TextRQTransformer, TextRQTransformerConfig
+from resgen.networks.tts_transformer import TextToSpeechTransformer, TTSTransformerConfig
 
 __all__ = [
     "AdaLNBlock",
@@ -36,6 +38,10 @@ __all__ = [
     "RQTransformer",
     "RQTransformerConfig",
     "TokenHead",
+    "TextRQTransformer",
+    "TextRQTransformerConfig",
+    "TextToSpeechTransformer",
     "TokenLogits",
     "Transformer",
+    "TTSTransformerConfig",
 ]

@@ -33,6 +33,7 @@ class PhonemeEncoder(nn.Module):
         super().__init__()
         self.vocabulary, self.max_phonemes = vocabulary, max_phonemes
         self.tokens = nn.Embedding(vocabulary + 1, width)  # + the null-text row
+        nn.init.normal_(self.tokens.weight, std=0.02)  # same scale as the position table
         self.position = nn.Parameter(torch.randn(1, max_phonemes, width) * 0.02)
         self.condition = nn.Parameter(torch.zeros(1, width))
         self.transformer = Transformer(width, layers, heads) if layers > 0 else None
