@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml $(wildcard tools/install_*.sh)
+$(STAMP): pyproject.toml $(wildcard tools/install_*.sh) tools/check_pins.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"

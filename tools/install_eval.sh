@@ -32,24 +32,7 @@ NODEPS=(
 LIBRIVOX=/usr/share/pocketsphinx/test/data/librivox
 
 pinned_ok() {
-    "$PY" - "${REQS[@]}" "${NODEPS[@]}" <<'PYEOF'
-import sys
-from importlib.metadata import PackageNotFoundError, version
-
-bad = []
-for req in sys.argv[1:]:
-    name, want = req.split("==")
-    try:
-        have = version(name)
-    except PackageNotFoundError:
-        bad.append(f"{name} (missing)")
-        continue
-    if have != want:
-        bad.append(f"{name} ({have} != {want})")
-if bad:
-    print("install_eval: to install:", ", ".join(bad))
-    sys.exit(1)
-PYEOF
+    "$PY" "$(dirname "$0")/check_pins.py" "${REQS[@]}" "${NODEPS[@]}"
 }
 
 if ! pinned_ok; then

@@ -27,24 +27,7 @@ NODEPS=(
 APT=(flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox)
 
 pinned_ok() {
-    "$PY" - "${REQS[@]}" "${NODEPS[@]}" <<'PYEOF'
-import sys
-from importlib.metadata import PackageNotFoundError, version
-
-bad = []
-for req in sys.argv[1:]:
-    name, want = req.split("==")
-    try:
-        have = version(name)
-    except PackageNotFoundError:
-        bad.append(f"{name} (missing)")
-        continue
-    if have != want:
-        bad.append(f"{name} ({have} != {want})")
-if bad:
-    print("install_tts: to install:", ", ".join(bad))
-    sys.exit(1)
-PYEOF
+    "$PY" "$(dirname "$0")/check_pins.py" "${REQS[@]}" "${NODEPS[@]}"
 }
 
 if ! pinned_ok; then

@@ -89,8 +89,8 @@ class MaskedBackbone(nn.Module):
         self.input = nn.Linear(dim, width)
         self.count_embedding = nn.Embedding(depth + 1, width)
         self.position = nn.Parameter(torch.randn(1, length, width) * 0.02)
-        # Same scale for both tables: with nn.Embedding's default N(0, 1) the mask-count signal
-        # drowned the positions after layer norm, and attention could not tell neighbours apart.
+        # Same scale as the position table: with nn.Embedding's default N(0, 1) the mask-count
+        # signal would drown the positions after layer norm.
         nn.init.normal_(self.count_embedding.weight, std=0.02)
         self.classes = ClassEmbedding(num_classes, width, class_dropout)
         self.backbone = Transformer(width, layers, heads)

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from attrs import asdict, evolve, field, frozen, validators
 from einops import rearrange
+from jaxtyping import Float
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
@@ -136,6 +137,19 @@ PRESETS: dict[str, ImageFashionConfig] = {
         test_subset=500,
     ),
 }
+
+
+_TRAINING_FIELDS = (
+    "codec",
+    "codec_stage",
+    "classifier_stage",
+    "generator",
+    "network",
+    "generator_stage",
+    "train_subset",
+    "seed",
+)
+"""Fields whose change invalidates trained stages of a run folder."""
 
 
 def _config_dict(config: ImageFashionConfig) -> dict[str, Any]:
@@ -277,10 +291,14 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
+        # Sampling and evaluation settings may change between runs (only those stages re-run);
+        # anything that shaped a trained stage may not.
         saved = read_config_json(out / "recipe.json")
-        if saved != config_dict:
+        changed = sorted(k for k in _TRAINING_FIELDS if saved.get(k) != config_dict.get(k))
+        if changed:
             raise ValueError(
-                f"{out} holds a run with another configuration; use a new --out folder"
+                f"{out} holds a run trained with another configuration (differs in: "
+                f"{', '.join(changed)}); use a new --out folder"
             )
     write_json(out / "recipe.json", config_dict)
     wall: dict[str, float] = {}
@@ -367,7 +385,7 @@ def fid_metrics(
     config: ImageFashionConfig,
     classifier: FashionClassifier,
     samples: Images,
-    test_images: Images,
+    test_images: Float[Tensor, "real channels height width"],
     out: Path,
 ) -> dict[str, Any]:
     """Fréchet distances of ``samples`` to the test split: classifier features and Inception.

@@ -157,3 +157,20 @@ def test_training_reduces_the_loss_on_a_fixed_batch() -> None:
         opt.step()
     after = sum(loss_at(s).item() for s in range(5))
     assert after < before - 0.5
+
+
+def test_beta_nll_weights_positions_by_predicted_variance() -> None:
+    params = MixtureParams(
+        logits=torch.zeros(1, 2, 1),
+        means=torch.zeros(1, 2, 1, 2),
+        log_scales=torch.log(torch.tensor([1.0, 0.1]))[None, :, None, None].expand(1, 2, 1, 2),
+    )
+    z = torch.zeros(1, 2, 2)
+    weight = torch.ones(1, 2, dtype=torch.bool)
+    plain = -mixture_log_prob(params, z)[0] / 2
+    expected = (plain * torch.tensor([1.0, 0.1])).mean()  # variance^0.5 = sigma
+    got = masked_mixture_nll(params, z, weight, beta=0.5)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert masked_mixture_nll(params, z, weight).item() == pytest.approx(plain.mean().item())
+    with pytest.raises(ValueError, match="beta"):
+        masked_mixture_nll(params, z, weight, beta=2.0)
