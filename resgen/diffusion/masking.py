@@ -13,7 +13,7 @@ from einops import rearrange, reduce
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from resgen.diffusion.schedules import MaskSchedule
+from resgen.diffusion.schedules import MaskSchedule, masked_count
 from resgen.typing import DepthEmbeddings, DepthMask, Latents, MaskCounts, Padding
 
 __all__ = [
@@ -73,9 +73,7 @@ def sample_training_counts(
         if padding is None
         else (~padding).sum(-1).to(device)
     )
-    total = real * depth
-    n = torch.ceil(schedule(r) * total - 1e-6).long()
-    n = torch.minimum(n.clamp_min(1), total)
+    n = masked_count(schedule, r, real * depth, minimum=1)
     return sample_mask_counts(n, length, depth, padding=padding, generator=generator)
 
 

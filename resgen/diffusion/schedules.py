@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from attrs import field, frozen
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 __all__ = [
@@ -133,21 +133,26 @@ def schedule_from_name(name: str, **kwargs: Any) -> MaskSchedule:
 
 
 def masked_count(
-    schedule: MaskSchedule, r: Float[Tensor, "*shape"], total: int, *, minimum: int = 1
+    schedule: MaskSchedule,
+    r: Float[Tensor, "*shape"],
+    total: int | Int[Tensor, "*shape"],
+    *,
+    minimum: int = 1,
 ) -> Tensor:
     """Number of masked slots ``ceil(gamma(r) * total)``, clamped to ``[minimum, total]``.
 
     Args:
         schedule: the masking schedule ``gamma``.
         r: progress values in ``[0, 1]`` (any shape).
-        total: number of maskable slots (``L * D``).
+        total: number of maskable slots (``L * D``): one int, or one per element of ``r`` (e.g.
+            per sample, when padding leaves each sample its own number of real slots).
         minimum: lower clamp (1 for training, so that every sample has a target; 0 at sampling).
 
     Returns:
         ``Int`` tensor of the same shape as ``r``.
     """
-    if total < 1:
+    if isinstance(total, int) and total < 1:
         raise ValueError(f"total must be >= 1, got {total}")
     # The small epsilon keeps float noise (gamma * total = 3.0000001) from adding a slot.
     n = torch.ceil(schedule(r) * total - 1e-6).long()
-    return n.clamp(minimum, total)
+    return torch.minimum(n.clamp_min(minimum), torch.as_tensor(total, device=n.device))
