@@ -35,6 +35,7 @@ from collections.abc import Callable
 import torch
 
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
+from resgen.recipes.trainer import resolve_device
 
 CONFIGS = [
     {"name": "dim256-codes1024-depth8", "dim": 256, "codes": 1024, "depth": 8, "n": 65536},
@@ -224,14 +225,17 @@ def _fmt(value: float | None, spec: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, few repetitions (< 60 s)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per path")
     parser.add_argument("--no-peer", action="store_true", help="skip vector-quantize-pytorch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     reps = args.reps or (2 if args.quick else 5)
     peer_cls = None
     if not args.no_peer:

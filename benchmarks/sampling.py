@@ -36,10 +36,13 @@ width stays at 256 because the ResGen ratio depends on it: ResGen's only depth-d
 residual quantization, does not shrink with the network, so a narrower quick network would
 exaggerate its share (at width 128 the ratio is about 1.5 instead of 1.1).
 
+``--device cuda`` runs the networks, the quantizers and the sampling noise on a GPU (the CPU by
+default); each timed call is then bracketed by ``torch.cuda.synchronize()``.
+
 Usage::
 
-    python benchmarks/sampling.py [--quick] [--threads N] [--width W] [--layers N]
-        [--depth-layers N] [--codes K] [--dim C] [--repeats R] [--budget SECONDS]
+    python benchmarks/sampling.py [--quick] [--device cpu|cuda] [--threads N] [--width W]
+        [--layers N] [--depth-layers N] [--codes K] [--dim C] [--repeats R] [--budget SECONDS]
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from resgen.networks.masked_transformer import MaskedRVQTransformer, MaskedTrans
 from resgen.networks.rq_transformer import RQTransformer, RQTransformerConfig
 from resgen.networks.token_head import MaskedTokenTransformer, MaskedTokenTransformerConfig
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
+from resgen.recipes.trainer import resolve_device
 
 DEPTHS = (4, 8, 16, 32)
 LENGTH, BATCH, STEPS, CLASSES = 64, 16, 16, 10
@@ -76,6 +80,12 @@ def count_calls(model: torch.nn.Module, names: tuple[str, ...]) -> dict[str, int
 
         object.__setattr__(model, name, counted)  # instance attribute shadows the method
     return counts
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the queued work of ``device`` (CUDA); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def build(method: str, depth: int, args: argparse.Namespace) -> tuple[object, object, dict]:
@@ -106,6 +116,7 @@ def build(method: str, depth: int, args: argparse.Namespace) -> tuple[object, ob
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 blocks, 20 s budget")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--width", type=int, default=None, help="width (default 256)")
     parser.add_argument("--layers", type=int, default=None, help="blocks (default 6; quick 4)")
@@ -124,17 +135,22 @@ def main() -> None:
     args.width = args.width or 256
     args.layers = args.layers or (4 if args.quick else 6)
     args.budget = args.budget if args.budget is not None else (20.0 if args.quick else None)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    labels = torch.arange(BATCH) % CLASSES
+    labels = (torch.arange(BATCH) % CLASSES).to(device)
     started = time.perf_counter()
 
     runs = {}
     for depth in DEPTHS:
-        quantizer = ResidualVQ(ResidualVQConfig(dim=args.dim, codes=args.codes, depth=depth)).eval()
+        quantizer = ResidualVQ(ResidualVQConfig(dim=args.dim, codes=args.codes, depth=depth))
+        quantizer = quantizer.to(device).eval()
         for method in METHODS:
             sampler, model, counter = build(method, depth, args)
-            runs[method, depth] = (sampler, model.eval(), counter, quantizer)
+            runs[method, depth] = (sampler, model.to(device).eval(), counter, quantizer)
     warm_samplers = {
         "resgen": ResGenSampler(SamplerConfig(steps=2)),
         "token": TokenSampler(TokenSamplerConfig(steps=2)),
@@ -146,6 +162,7 @@ def main() -> None:
         for (method, _depth), (_, model, _, quantizer) in runs.items():  # warm-up, not timed
             length = 2 if method == "ar" else LENGTH
             warm_samplers[method].sample(model, quantizer, labels, length)
+        synchronize(device)
         # Every round runs all (method, depth) pairs, alternating the order of the depths, so that
         # slow drifts of the machine's load do not masquerade as a trend in depth.
         rounds = 0
@@ -159,10 +176,11 @@ def main() -> None:
                     sampler, model, counter, quantizer = runs[method, depth]
                     for key in counter:
                         counter[key] = 0
+                    generator = torch.Generator(device=device).manual_seed(0)
+                    synchronize(device)
                     tic = time.perf_counter()
-                    sampler.sample(
-                        model, quantizer, labels, LENGTH, generator=torch.Generator().manual_seed(0)
-                    )
+                    sampler.sample(model, quantizer, labels, LENGTH, generator=generator)
+                    synchronize(device)
                     best[method, depth] = min(best[method, depth], time.perf_counter() - tic)
                     calls[method][depth] = sum(counter.values())
     seconds = {m: {d: best[m, d] / BATCH for d in DEPTHS} for m in METHODS}
@@ -171,7 +189,7 @@ def main() -> None:
     print(
         f"Sampling cost, L={LENGTH}, batch {BATCH}, width {args.width}, {args.layers} blocks "
         f"(RQ-Transformer: {ar_layers}), K={args.codes}, C={args.dim}, T={STEPS}, "
-        f"{args.threads} thread(s), best of {rounds} round(s)"
+        f"device {device}, {args.threads} thread(s), best of {rounds} round(s)"
     )
     print(f"{'D':>4} | {'calls/sample':^27} | {'wall seconds/sample':^33} | {'AR/ResGen':>9}")
     print(
@@ -208,6 +226,7 @@ def main() -> None:
             "depth_layers": args.depth_layers,
             "codes": args.codes,
             "dim": args.dim,
+            "device": str(device),
             "threads": args.threads,
             "rounds": rounds,
             "quick": args.quick,

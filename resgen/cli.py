@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from resgen.recipes.trainer import resolve_device
+
+    takes_device = "device" in inspect.signature(module.run).parameters
+    if args.device != "cpu" and not takes_device:
+        print(f"{args.recipe} runs on the CPU only: it takes no --device option", file=sys.stderr)
+        return 2
+    resolve_device(args.device)  # a clear error before any work
     overrides = {k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v}
     if overrides and not hasattr(module, "configure"):
         print(f"{args.recipe} takes no --model/--depth options", file=sys.stderr)
@@ -44,7 +52,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
-    metrics = module.run(out, config, data_dir=args.data_dir)
+    options = {"device": args.device} if takes_device else {}
+    metrics = module.run(out, config, data_dir=args.data_dir, **options)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0
@@ -69,9 +78,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if not classes or min(classes) < 0 or max(classes) >= NUM_CLASSES:
         print(f"--classes must name classes in 0..{NUM_CLASSES - 1}", file=sys.stderr)
         return 2
-    codec, model, config = load_trained(args.checkpoint)
+    codec, model, config = load_trained(args.checkpoint, device=args.device)
     labels = torch.tensor(classes).repeat_interleave(args.per_class)
-    images = generate_images(codec, model, labels, make_recipe_sampler(config), seed=args.seed)
+    images = generate_images(
+        codec, model, labels, make_recipe_sampler(config), seed=args.seed, device=args.device
+    )
     save_image_grid(images, args.out, rows=len(classes))
     print(f"wrote {args.out} ({len(classes)} rows x {args.per_class} samples)")
     return 0
@@ -140,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="generator to train (image recipe): ResGen or a baseline on the same tokens",
     )
     train.add_argument("--depth", type=int, default=None, help="RVQ depth of the codec")
+    train.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on: cpu (default), cuda, cuda:1, ... (image recipe); a run "
+        "folder resumes on any device",
+    )
     train.set_defaults(func=_cmd_train)
 
     sample = sub.add_parser("sample", help="sample a class-conditional grid from a trained run")
@@ -150,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="PNG file to write")
     sample.add_argument("--per-class", type=int, default=10, help="samples per class (a row each)")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--device", default="cpu", help="torch device to sample on: cpu (default), cuda, cuda:1..."
+    )
     sample.set_defaults(func=_cmd_sample)
 
     tts = sub.add_parser("tts", help="zero-shot text-to-speech from a trained tts-synth run")

@@ -16,6 +16,7 @@ __all__ = [
     "MixtureConfidence",
     "QuantizationConfidence",
     "CombinedConfidence",
+    "CONFIDENCE_RULES",
 ]
 
 
@@ -80,3 +81,11 @@ class CombinedConfidence:
         return self.mixture_weight * MixtureConfidence()(proposal) + QuantizationConfidence()(
             proposal
         )
+
+
+CONFIDENCE_RULES = {
+    "mixture": MixtureConfidence,
+    "quantization": QuantizationConfidence,
+    "combined": CombinedConfidence,
+}
+"""The bundled :class:`Confidence` rules by name (``SamplerConfig.confidence``)."""

@@ -11,7 +11,13 @@ from torch import Tensor
 
 from resgen.typing import Latents
 
-__all__ = ["MixtureParams", "mixture_log_prob", "sample_mixture"]
+__all__ = [
+    "MixtureParams",
+    "AssignedComponent",
+    "gaussian_log_prob",
+    "mixture_log_prob",
+    "sample_mixture",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -31,14 +37,38 @@ class MixtureParams:
     log_scales: Float[Tensor, "batch length comp dim"]
 
 
+@frozen
+class AssignedComponent:
+    """One given component of each position's mixture: what Jensen's split of the NLL scores.
+
+    Attributes:
+        log_weight: ``[batch, length]`` log mixture weight of the component.
+        mean: ``[batch, length, dim]`` its mean.
+        log_scale: ``[batch, length, dim]`` its log standard deviations.
+    """
+
+    log_weight: Float[Tensor, "batch length"]
+    mean: Float[Tensor, "batch length dim"]
+    log_scale: Float[Tensor, "batch length dim"]
+
+
+def gaussian_log_prob(
+    means: Float[Tensor, "*#batch dim"],
+    log_scales: Float[Tensor, "*#batch dim"],
+    z: Float[Tensor, "*#batch dim"],
+) -> Float[Tensor, "*#batch"]:
+    """``log N(z; mu, diag(sigma^2))`` over the last axis ``dim`` (inputs broadcast), in float32."""
+    log_scales = log_scales.float()
+    normed = (z.float() - means.float()) * torch.exp(-log_scales)
+    return -0.5 * (normed.pow(2) + _LOG_2PI).sum(-1) - log_scales.sum(-1)
+
+
 def mixture_log_prob(params: MixtureParams, z: Latents) -> Float[Tensor, "batch length"]:
     """Exact ``log sum_c pi_c N(z; mu_c, diag(sigma_c^2))`` of ``z`` ``[batch, length, dim]``.
 
     Computed in float32 with logsumexp whatever the input precision.
     """
-    means, log_scales = params.means.float(), params.log_scales.float()
-    normed = (z.float()[:, :, None, :] - means) * torch.exp(-log_scales)
-    component = -0.5 * (normed.pow(2) + _LOG_2PI).sum(-1) - log_scales.sum(-1)
+    component = gaussian_log_prob(params.means, params.log_scales, z[:, :, None, :])
     log_weights = torch.log_softmax(params.logits.float(), dim=-1)
     return torch.logsumexp(log_weights + component, dim=-1)
 

@@ -16,7 +16,7 @@ from attrs import field, frozen, validators
 from jaxtyping import Float
 from torch import Tensor
 
-from resgen.diffusion.confidence import Confidence, Proposal, QuantizationConfidence
+from resgen.diffusion.confidence import CONFIDENCE_RULES, Confidence, Proposal
 from resgen.diffusion.guidance import Guider
 from resgen.diffusion.masking import depth_mask, split_embeddings
 from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, sample_mixture
@@ -62,6 +62,10 @@ class SamplerConfig:
         gumbel_temperature: scale of the Gumbel noise on confidences at the first step, annealed
             linearly to 0 at the last.
         quantization_temperature: ``tau_q`` of the per-token quantization log-softmax.
+        confidence: name of the confidence rule in
+            :data:`~resgen.diffusion.confidence.CONFIDENCE_RULES` (used unless the sampler is
+            given a rule object). ``quantization`` is the default: at RVQ depth 16 on
+            Fashion-MNIST it gave the best FID at 8, 16 and 32 steps (see the Results page).
     """
 
     steps: int = field(default=16, validator=validators.ge(1))
@@ -71,6 +75,9 @@ class SamplerConfig:
     top_p: float = field(default=1.0, validator=[validators.gt(0.0), validators.le(1.0)])
     gumbel_temperature: float = field(default=1.0, validator=validators.ge(0.0))
     quantization_temperature: float = field(default=1.0, validator=validators.gt(0.0))
+    confidence: str = field(
+        default="quantization", validator=validators.in_(tuple(CONFIDENCE_RULES))
+    )
 
 
 @runtime_checkable
@@ -93,7 +100,7 @@ class HiddenModel(Protocol):
 class SamplingModel(HiddenModel, Protocol):
     """What the sampler needs of a network (e.g. :class:`~resgen.networks.MaskedRVQTransformer`)."""
 
-    def head(self, hidden: Hidden) -> MixtureParams:
+    def mixture(self, hidden: Hidden) -> MixtureParams:
         """Mixture over the cumulative embedding of the masked depths."""
         ...
 
@@ -314,7 +321,7 @@ class ResGenSampler:
     Args:
         config: a :class:`SamplerConfig`.
         guider: combines conditional and unconditional hidden states; ``None`` = no guidance.
-        confidence: the scoring rule (default: :class:`QuantizationConfidence`).
+        confidence: the scoring rule (default: the one ``config.confidence`` names).
     """
 
     def __init__(
@@ -325,7 +332,7 @@ class ResGenSampler:
     ) -> None:
         self.config = config or SamplerConfig()
         self.guider = guider
-        self.confidence = confidence or QuantizationConfidence()
+        self.confidence = confidence or CONFIDENCE_RULES[self.config.confidence]()
 
     @torch.no_grad()
     def sample(
@@ -385,7 +392,7 @@ class ResGenSampler:
     ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
         """Sample ``z`` from the mixture, residual-quantize it, score the proposed tokens."""
         cfg = self.config
-        params = model.head(hidden)
+        params = model.mixture(hidden)
         z = sample_mixture(
             params,
             temperature=cfg.temperature,

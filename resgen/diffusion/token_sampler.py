@@ -99,7 +99,7 @@ class TokenSamplingModel(HiddenModel, Protocol):
     """What :class:`TokenSampler` needs of a network
     (e.g. :class:`~resgen.networks.token_head.MaskedTokenTransformer`)."""
 
-    def head(self, hidden: Hidden) -> Float[Tensor, "batch length depth codes"]:
+    def token_logits(self, hidden: Hidden) -> Float[Tensor, "batch length depth codes"]:
         """Per-depth token logits."""
         ...
 
@@ -178,7 +178,7 @@ class TokenSampler:
         generator: torch.Generator | None,
     ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
         """Sample every masked token from its logits; its confidence is its log-probability."""
-        logits = model.head(hidden)
+        logits = model.token_logits(hidden)
         if logits.shape[2] != quantizer.depth:
             raise ValueError(
                 f"depth mismatch: the model predicts {logits.shape[2]} depths, "

@@ -24,13 +24,15 @@ def masked_targets(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    device = maskable.device
+    maskable = maskable.cpu()  # a few numbers: computed on the CPU, the same on every device
     progress = torch.arange(1, steps + 1, dtype=torch.float64) / steps
     gamma = schedule(progress).to(torch.float64)
     n = torch.floor(gamma[:, None] * maskable.double()[None, :] + 1e-6).long()
     n = torch.minimum(n, maskable[None, :])
     n = torch.cummin(n, dim=0).values
     n[-1] = 0
-    return n.to(maskable.device)
+    return n.to(device)
 
 
 def reveal_most_confident(

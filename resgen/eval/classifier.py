@@ -8,7 +8,16 @@ from torch import Tensor, nn
 
 from resgen.typing import Images, Labels
 
-__all__ = ["FashionClassifier", "class_accuracy"]
+__all__ = ["FashionClassifier", "class_accuracy", "module_device"]
+
+
+def module_device(module: nn.Module, default: str | torch.device = "cpu") -> torch.device:
+    """The device of ``module``'s first parameter (or buffer); ``default`` when it has none."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device(default)
 
 
 class FashionClassifier(nn.Module):
@@ -61,17 +70,20 @@ def class_accuracy(
 ) -> float:
     """Fraction of ``samples`` ``[batch, 1, 28, 28]`` that ``classifier`` assigns to ``labels``.
 
-    The classifier is put in eval mode for the measurement and restored afterwards.
+    The classifier is put in eval mode for the measurement and restored afterwards. ``samples``
+    and ``labels`` may live on any device: each batch is moved to the classifier's.
     """
     if samples.shape[0] != labels.shape[0]:
         raise ValueError(
             f"{samples.shape[0]} samples but {labels.shape[0]} labels: they must match"
         )
+    device = module_device(classifier, default=samples.device)
     was_training = classifier.training
     classifier.eval()
     correct = 0
     for start in range(0, samples.shape[0], batch_size):
-        logits = classifier(samples[start : start + batch_size])
-        correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
+        logits = classifier(samples[start : start + batch_size].to(device))
+        wanted = labels[start : start + batch_size].to(logits.device)
+        correct += int((logits.argmax(-1) == wanted).sum())
     classifier.train(was_training)
     return correct / max(1, samples.shape[0])

@@ -155,7 +155,9 @@ def run_fid(args: argparse.Namespace) -> int:
     if args.features == "inception":
         extractor = InceptionFeatures(device=args.device)
     else:
-        extractor = ClassifierFeatures(_load_classifier(args.classifier, args.device))
+        extractor = ClassifierFeatures(
+            _load_classifier(args.classifier, args.device), device=args.device
+        )
 
     def side(source: str, limit: int | None, save: str | None, label: str):
         """Return (stats, features or None) of one side."""

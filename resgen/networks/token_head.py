@@ -127,4 +127,12 @@ class MaskedTokenTransformer(MaskedBackbone):
             labels: ``[batch]`` class labels (``num_classes`` is the null label).
             padding: optional ``[batch, length]``, ``True`` at padded positions.
         """
-        return self.head(self.hidden(visible, counts, labels, padding))
+        return self.token_logits(self.hidden(visible, counts, labels, padding))
+
+    def token_logits(self, hidden: Hidden) -> TokenLogits:
+        """Per-depth token logits ``[batch, length, depth, codes]`` for hidden states.
+
+        A method rather than the ``head`` submodule itself, so that protocol checks that look
+        attributes up statically (Python >= 3.12) see it.
+        """
+        return self.head(hidden)

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from resgen.diffusion.mixture import MixtureParams
 from resgen.networks.heads import MixtureOfGaussiansHead
-from resgen.networks.masked_transformer import MaskedBackbone
+from resgen.networks.masked_transformer import MaskedBackbone, MixtureOutput
 from resgen.networks.text_encoder import PhonemeEncoder
 from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
 
@@ -139,7 +139,7 @@ def gather_frames(
     return encoded.gather(1, index) * (frame_text >= 0)[..., None]
 
 
-class TextToSpeechTransformer(MaskedBackbone):
+class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
     """ResGen over speech tokens conditioned on phonemes (a prefix) and a speech prompt.
 
     See the module docstring. ``forward``/``hidden`` take the phonemes explicitly; :meth:`bind`
@@ -217,7 +217,7 @@ class TextToSpeechTransformer(MaskedBackbone):
         frame_text: FrameText | None = None,
     ) -> MixtureParams:
         """Mixture parameters per speech position: ``head(text_hidden(...))``."""
-        return self.head(
+        return self.mixture(
             self.text_hidden(
                 visible, counts, labels, padding, phonemes, phoneme_padding, frame_text
             )
@@ -288,12 +288,12 @@ class BoundText:
             visible, counts, labels, padding, *self._text(visible.shape[0])
         )
 
-    def head(self, hidden: Hidden) -> MixtureParams:
+    def mixture(self, hidden: Hidden) -> MixtureParams:
         """The mixture head of the network."""
-        return self.model.head(hidden)
+        return self.model.mixture(hidden)
 
     def __call__(
         self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None
     ) -> MixtureParams:
-        """Mixture parameters per position: ``head(hidden(...))``."""
-        return self.head(self.hidden(visible, counts, labels, padding))
+        """Mixture parameters per position: ``mixture(hidden(...))``."""
+        return self.mixture(self.hidden(visible, counts, labels, padding))

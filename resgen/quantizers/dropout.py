@@ -34,7 +34,8 @@ def sample_depth_cutoffs(
         prob: probability that a sample is cut.
         min_depth: smallest cut-off, in ``1..depth``.
         device: where the result lives.
-        generator: optional random generator (on the CPU).
+        generator: optional random generator, on any device (the draws are made there, then
+            moved to ``device``); without one, the CPU's global generator.
 
     Returns:
         ``[batch]`` int64 cut-offs in ``min_depth..depth``.
@@ -43,6 +44,7 @@ def sample_depth_cutoffs(
         raise ValueError(f"prob must lie in [0, 1], got {prob}")
     if not 1 <= min_depth <= depth:
         raise ValueError(f"min_depth must lie in 1..{depth}, got {min_depth}")
-    cut = torch.rand(batch, generator=generator) < prob
-    drawn = torch.randint(min_depth, depth + 1, (batch,), generator=generator)
+    source = generator.device if generator is not None else torch.device("cpu")
+    cut = torch.rand(batch, generator=generator, device=source) < prob
+    drawn = torch.randint(min_depth, depth + 1, (batch,), generator=generator, device=source)
     return torch.where(cut, drawn, torch.full_like(drawn, depth)).to(device)

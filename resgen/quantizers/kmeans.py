@@ -31,7 +31,8 @@ def kmeans_plus_plus(
         x: ``[n, dim]`` float32 points, ``n >= 1``.
         k: number of centres.
         max_rounds: most sequential sampling rounds.
-        generator: optional random generator (on the CPU).
+        generator: optional random generator, on any device (the draws are made there);
+            without one, the CPU's global generator.
 
     Returns:
         ``[k, dim]`` centres.
@@ -40,24 +41,25 @@ def kmeans_plus_plus(
     if n == 0:
         raise ValueError("k-means++ needs at least one point")
     device = x.device
+    source = generator.device if generator is not None else torch.device("cpu")
     per_round = -(-k // max(1, max_rounds))
     centers = x.new_empty(k, x.shape[1])
-    first = int(torch.randint(0, n, (1,), generator=generator))
+    first = int(torch.randint(0, n, (1,), generator=generator, device=source))
     centers[0] = x[first]
-    closest = (x - x[first]).pow(2).sum(-1).cpu()
+    closest = (x - x[first]).pow(2).sum(-1).to(source)
     filled = 1
     while filled < k:
         m = min(per_round, k - filled)
         positive = int((closest > 0).sum())
         if positive < m:  # fewer distinct points than centres: fill with random points
-            rest = torch.randint(0, n, (k - filled,), generator=generator)
+            rest = torch.randint(0, n, (k - filled,), generator=generator, device=source)
             centers[filled:] = x[rest.to(device)]
             break
         picks = torch.multinomial(closest, m, replacement=False, generator=generator)
         new = x[picks.to(device)]
         centers[filled : filled + m] = new
         filled += m
-        found = nearest_code(x, new, backend="torch").distances.cpu()
+        found = nearest_code(x, new, backend="torch").distances.to(source)
         closest = torch.minimum(closest, found)
     return centers
 
@@ -77,7 +79,8 @@ def kmeans(
         k: number of centres.
         iters: Lloyd iterations (0: seeding only).
         plus_plus: k-means++ seeding if ``True``, else ``k`` random points.
-        generator: optional random generator (on the CPU).
+        generator: optional random generator, on any device (the draws are made there);
+            without one, the CPU's global generator.
 
     Returns:
         ``[k, dim]`` float32 centres; a centre whose cluster empties keeps its position.
@@ -86,13 +89,14 @@ def kmeans(
     n = x.shape[0]
     if n == 0:
         raise ValueError("k-means needs at least one point")
+    source = generator.device if generator is not None else torch.device("cpu")
     if plus_plus:
         centers = kmeans_plus_plus(x, k, generator=generator)
     else:
         if n >= k:
-            picks = torch.randperm(n, generator=generator)[:k]
+            picks = torch.randperm(n, generator=generator, device=source)[:k]
         else:
-            picks = torch.randint(0, n, (k,), generator=generator)
+            picks = torch.randint(0, n, (k,), generator=generator, device=source)
         centers = x[picks.to(x.device)].clone()
     for _ in range(iters):
         idx = nearest_code(x, centers, backend="torch").indices

@@ -16,7 +16,7 @@ from torch import nn
 from resgen.diffusion.ar_loss import ar_loss
 from resgen.diffusion.ar_sampler import ARSampler, ARSamplerConfig
 from resgen.diffusion.guidance import ClassifierFreeGuidance
-from resgen.diffusion.loss import resgen_loss
+from resgen.diffusion.loss import ResGenObjective, resgen_loss
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import MaskSchedule
 from resgen.diffusion.token_loss import token_loss
@@ -57,7 +57,12 @@ def _check_kind(kind: str) -> None:
 
 
 def build_generator(
-    kind: str, quantizer: ResidualVQ, length: int, num_classes: int, network: dict[str, Any]
+    kind: str,
+    quantizer: ResidualVQ,
+    length: int,
+    num_classes: int,
+    network: dict[str, Any],
+    objective: ResGenObjective | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh generator of ``kind`` for tokens of ``quantizer``; returns it and its config dict.
 
@@ -68,9 +73,13 @@ def build_generator(
         num_classes: class labels (a null label is added for guidance).
         network: width, layers, heads and kind-specific sizes (``components``, ``head_rank``,
             ``depth_layers``); keys another kind uses are ignored.
+        objective: ResGen's training objective; its Jensen form fixes the mixture to one
+            component per codeword (``components`` is then taken from the quantizer).
     """
     _check_kind(kind)
     sizes = {k: v for k, v in network.items() if k in _NETWORK_KEYS[kind]}
+    if kind == "resgen" and objective is not None and objective.kind == "jensen":
+        sizes["components"] = quantizer.codes
     shape = {"length": length, "depth": quantizer.depth, "num_classes": num_classes}
     if kind == "resgen":
         config = MaskedTransformerConfig(dim=quantizer.dim, **shape, **sizes)
@@ -106,14 +115,18 @@ def generator_loss(
     labels: Labels,
     schedule: MaskSchedule,
     generator: torch.Generator | None = None,
+    objective: ResGenObjective | None = None,
 ) -> torch.Tensor:
     """One training loss of ``kind`` on tokens ``[batch, length, depth]`` (a scalar tensor).
 
-    ResGen's is in nats per code dimension; the baselines' are cross-entropies in nats per token.
+    ResGen's is in nats per code dimension (in the form ``objective`` names); the baselines' are
+    cross-entropies in nats per token.
     """
     _check_kind(kind)
     if kind == "resgen":
-        return resgen_loss(model, quantizer, tokens, labels, schedule, generator=generator).loss
+        return resgen_loss(
+            model, quantizer, tokens, labels, schedule, generator=generator, objective=objective
+        ).loss
     if kind == "token":
         return token_loss(model, quantizer, tokens, labels, schedule, generator=generator).loss
     return ar_loss(model, tokens, labels).loss

@@ -21,7 +21,17 @@ from tqdm.auto import tqdm
 
 from resgen.recipes.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["StageSpec", "StageResult", "batch_generator", "cosine_lr", "run_stage"]
+__all__ = [
+    "StageSpec",
+    "StageResult",
+    "batch_generator",
+    "cosine_lr",
+    "resolve_device",
+    "run_stage",
+]
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""Device types a recipe can train on."""
 
 
 @frozen
@@ -60,9 +70,71 @@ class StageResult:
     seconds: float
 
 
-def batch_generator(seed: int, step: int) -> torch.Generator:
-    """A generator seeded by ``(seed, step)``: batch ``step`` is the same on every (re)run."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Check that ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) names a usable device.
+
+    Args:
+        device: a device string or :class:`torch.device`.
+
+    Returns:
+        The :class:`torch.device`.
+
+    Raises:
+        ValueError: the string is not a device, its type is not one of ``cpu``, ``cuda`` or
+            ``mps``, or the device is not available here (e.g. ``cuda`` requested but
+            ``torch.cuda.is_available()`` is False, or a CUDA index beyond the device count).
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"unknown device {device!r}: use one of {', '.join(_DEVICE_TYPES)} "
+            f"(optionally with an index, e.g. cuda:0)"
+        ) from error
+    if resolved.type not in _DEVICE_TYPES:
+        raise ValueError(
+            f"unsupported device {str(device)!r}: use one of {', '.join(_DEVICE_TYPES)}"
+        )
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{str(device)!r} requested but torch.cuda.is_available() is False "
+                "(no CUDA GPU or a CPU-only torch build); use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(
+                f"{str(device)!r} requested but only {count} CUDA device(s) are visible"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{str(device)!r} requested but torch.backends.mps.is_available() is False"
+        )
+    return resolved
+
+
+def batch_generator(seed: int, step: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded by ``(seed, step)``: batch ``step`` is the same on every (re)run.
+
+    Args:
+        seed: the stage's seed.
+        step: the optimizer step.
+        device: where the generator lives; it can only draw tensors on that device. The CPU
+            generator (the default) is the one that picks training examples, so a stage sees the
+            same batches on every device.
+    """
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor inside (dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def cosine_lr(step: int, spec: StageSpec) -> float:
@@ -82,6 +154,7 @@ def run_stage(
     config: dict[str, Any],
     *,
     log_every: int = 10,
+    device: str | torch.device = "cpu",
 ) -> StageResult:
     """Train ``modules`` with AdamW for ``spec.steps`` steps of ``loss_fn(step)``, resumably.
 
@@ -93,7 +166,13 @@ def run_stage(
         loss_fn: returns the loss of batch ``step`` and extra scalars to show.
         config: configuration stored with (and checked against) the checkpoints.
         log_every: steps between entries of the loss history.
+        device: where the modules train (they are moved there first, see
+            :func:`resolve_device`); ``loss_fn`` must return a loss computed there. Checkpoints
+            are written from the CPU, so a stage resumes or loads on any device.
     """
+    device = resolve_device(device)
+    for module in modules.values():
+        module.to(device)
     final, latest = folder / "final", folder / "latest"
     if (final / "config.json").is_file():
         state = load_checkpoint(final, modules, config) or {}
@@ -117,7 +196,7 @@ def run_stage(
 
     def snapshot(step: int) -> dict[str, Any]:
         return {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": _to_cpu(optimizer.state_dict()),
             "step": step,
             "history": history,
             "seconds": seconds,

@@ -49,7 +49,7 @@ from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.ar_loss import ar_loss
 from resgen.diffusion.ar_sampler import ARSampler, ARSamplerConfig
 from resgen.diffusion.guidance import ClassifierFreeGuidance
-from resgen.diffusion.loss import masked_mixture_nll
+from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.masking import sample_training_counts, split_embeddings
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
@@ -99,6 +99,8 @@ class TTSSynthConfig:
         codec_crop_frames: mel frames per training crop of the codec.
         network: ``width``, ``layers``, ``heads``, ``text_layers``, ``components``,
             ``head_rank`` of ResGen's network (the rest comes from the codec and the data).
+        objective: ResGen's training objective (its Jensen form sets one mixture component
+            per codeword, overriding ``components``).
         ar_network: ``width``, ``layers``, ``heads``, ``depth_layers``, ``text_layers`` of the
             autoregressive baseline.
         generator_stage: training schedule of both generators (equal budget).
@@ -150,6 +152,7 @@ class TTSSynthConfig:
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
     )
+    objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = True
     pair_prob: float = field(default=0.5, validator=[validators.ge(0.0), validators.le(1.0)])
@@ -331,9 +334,11 @@ def prompted_resgen_loss(
     codec: MelRVQVAE,
     batch: TTSBatch,
     generator: torch.Generator | None = None,
+    objective: ResGenObjective | None = None,
 ) -> Float[Tensor, ""]:
     """ResGen's loss on a batch with given prompt positions (nats per code dimension).
 
+    ``objective`` is the form of the mixture loss (default: the exact NLL).
     Mask counts are drawn by the schedule over the non-prompt real positions only
     (:func:`~resgen.diffusion.masking.sample_training_counts` with the prompt counted as
     padding), so the prompt is always fully visible and never scored.
@@ -346,7 +351,7 @@ def prompted_resgen_loss(
     with torch.no_grad():
         visible, target = split_embeddings(codec.quantizer.embed(tokens), counts)
     labels = torch.full((b,), TEXT_LABEL, dtype=torch.long)
-    params = model(
+    hidden = model.text_hidden(
         visible,
         counts,
         labels,
@@ -355,7 +360,8 @@ def prompted_resgen_loss(
         batch.phoneme_padding,
         batch.frame_text if model.config.frame_text else None,
     )
-    return masked_mixture_nll(params, target, (counts > 0) & ~batch.padding)
+    objective = objective or ResGenObjective()
+    return objective(model, hidden, tokens, counts, target, (counts > 0) & ~batch.padding)
 
 
 def _read_wav(path: Path) -> tuple[Float[Tensor, " samples"], int]:
@@ -492,7 +498,10 @@ def train_resgen(
         max_phonemes=max_phonemes,
         text_dropout=config.text_dropout,
         frame_text=config.frame_text,
-        **config.network,
+        **{
+            **config.network,
+            **({"components": codec.quantizer.codes} if config.objective.kind == "jensen" else {}),
+        },
     )
     model = TextToSpeechTransformer(net_config)
     spec, speakers = config.generator_stage, _by_speaker(train)
@@ -500,7 +509,7 @@ def train_resgen(
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)
         batch = training_batch(train, speakers, spec.batch_size, config, max_length, gen)
-        return prompted_resgen_loss(model, codec, batch, gen), {}
+        return prompted_resgen_loss(model, codec, batch, gen, config.objective), {}
 
     result = run_stage(
         "resgen", folder, {"resgen": model}, spec, loss_fn, {"network": net_config.to_dict()}

@@ -59,7 +59,7 @@ class _Counting:
         self.rows.append(visible.shape[0])
         return self.model.hidden(visible, counts, labels, padding)
 
-    def head(self, hidden):  # noqa: ANN001, ANN201
+    def token_logits(self, hidden):  # noqa: ANN001, ANN201
         return self.model.head(hidden)
 
 

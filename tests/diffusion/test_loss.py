@@ -9,11 +9,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resgen.diffusion.loss import masked_mixture_nll, resgen_loss
+from resgen.diffusion.loss import (
+    ResGenObjective,
+    assigned_mixture_nll,
+    first_masked_tokens,
+    masked_mixture_nll,
+    resgen_loss,
+)
 from resgen.diffusion.masking import depth_mask
-from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, sample_mixture
+from resgen.diffusion.mixture import (
+    AssignedComponent,
+    MixtureParams,
+    mixture_log_prob,
+    sample_mixture,
+)
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.networks import MaskedRVQTransformer, MaskedTransformerConfig
+from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
 
 
@@ -72,9 +84,17 @@ def test_resgen_loss_targets_the_cumulative_masked_embedding() -> None:
     seen = {}
 
     class Recorder(torch.nn.Module):
-        def forward(self, visible, counts, labels, padding):  # noqa: ANN001, ANN201
+        mixture_components = 1
+
+        def hidden(self, visible, counts, labels, padding):  # noqa: ANN001, ANN201
             seen["visible"], seen["counts"] = visible, counts
-            batch = visible.shape[0]
+            return visible
+
+        def assigned_component(self, hidden, component):  # noqa: ANN001, ANN201
+            raise AssertionError("the exact objective scores the whole mixture")
+
+        def mixture(self, hidden):  # noqa: ANN001, ANN201
+            batch = hidden.shape[0]
             return MixtureParams(
                 logits=torch.zeros(batch, length, 1),
                 means=torch.zeros(batch, length, 1, dim),
@@ -174,3 +194,112 @@ def test_beta_nll_weights_positions_by_predicted_variance() -> None:
     assert masked_mixture_nll(params, z, weight).item() == pytest.approx(plain.mean().item())
     with pytest.raises(ValueError, match="beta"):
         masked_mixture_nll(params, z, weight, beta=2.0)
+
+
+def _random_params(g: torch.Generator, batch: int, length: int, comp: int, dim: int):
+    return MixtureParams(
+        logits=torch.randn(batch, length, comp, generator=g),
+        means=torch.randn(batch, length, comp, dim, generator=g),
+        log_scales=0.5 * torch.randn(batch, length, comp, dim, generator=g),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(comp=st.integers(1, 5), dim=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_jensen_split_matches_float64_and_bounds_the_exact_nll(
+    comp: int, dim: int, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    params = _random_params(g, 2, 3, comp, dim)
+    z = torch.randn(2, 3, dim, generator=g)
+    component = torch.randint(comp, (2, 3), generator=g)
+    weight = torch.rand(2, 3, generator=g) < 0.7
+    weight[0, 0] = True
+    log_w = torch.log_softmax(params.logits, -1).gather(-1, component[..., None])[..., 0]
+    pick_f = component[:, :, None, None].expand(-1, -1, 1, dim)
+    assigned = AssignedComponent(
+        log_weight=log_w,
+        mean=params.means.gather(2, pick_f)[:, :, 0],
+        log_scale=params.log_scales.gather(2, pick_f)[:, :, 0],
+    )
+    got = assigned_mixture_nll(assigned, z, weight)
+    # Written out in float64: -log pi_c - sum_d log N(z_d; mu_cd, sigma_cd), per dim.
+    log_pi = torch.log_softmax(params.logits.double(), -1).gather(-1, component[..., None])[..., 0]
+    pick = component[:, :, None, None].expand(-1, -1, 1, dim)
+    mu = params.means.double().gather(2, pick)[:, :, 0]
+    sigma = params.log_scales.double().gather(2, pick)[:, :, 0].exp()
+    log_n = torch.log(
+        torch.exp(-0.5 * ((z.double() - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    ).sum(-1)
+    expected = ((-(log_pi + log_n) / dim) * weight).sum() / weight.sum()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-5)
+    exact = masked_mixture_nll(params, z, weight)
+    assert got.item() >= exact.item() - 1e-5  # Jensen: the split never undercuts the exact NLL
+
+
+def test_jensen_split_with_beta_one_gives_squared_error_gradients_to_the_means() -> None:
+    mean = torch.zeros(1, 1, 3, requires_grad=True)
+    assigned = AssignedComponent(
+        log_weight=torch.zeros(1, 1), mean=mean, log_scale=torch.full((1, 1, 3), math.log(0.01))
+    )
+    z = torch.tensor([[[1.0, -2.0, 0.5]]])
+    one = torch.ones(1, 1, dtype=torch.bool)
+    assigned_mixture_nll(assigned, z, one, beta=1.0).backward()
+    # d/dmu of sigma^2 * (z - mu)^2 / (2 sigma^2) / dim = -(z - mu) / dim.
+    assert torch.allclose(mean.grad[0, 0], -z[0, 0] / 3, atol=1e-5)
+
+
+def test_head_assigned_equals_picking_from_the_full_mixture() -> None:
+    torch.manual_seed(0)
+    head = MixtureOfGaussiansHead(width=8, dim=3, components=5, rank=4)
+    hidden = torch.randn(2, 6, 8)
+    component = torch.randint(5, (2, 6))
+    full = head(hidden)
+    got = head.assigned(hidden, component)
+    pick = component[:, :, None, None].expand(-1, -1, 1, 3)
+    log_w = torch.log_softmax(full.logits, -1).gather(-1, component[..., None])[..., 0]
+    assert torch.allclose(got.log_weight, log_w, atol=1e-6)
+    assert torch.allclose(got.mean, full.means.gather(2, pick)[:, :, 0])
+    assert torch.allclose(got.log_scale, full.log_scales.gather(2, pick)[:, :, 0])
+
+
+def test_first_masked_tokens_picks_the_coarsest_masked_depth() -> None:
+    tokens = torch.tensor([[[10, 11, 12], [20, 21, 22], [30, 31, 32]]])
+    counts = torch.tensor([[3, 1, 0]])
+    assert first_masked_tokens(tokens, counts).tolist() == [[10, 22, 32]]
+
+
+def test_objective_validation_and_jensen_component_range() -> None:
+    with pytest.raises(ValueError):
+        ResGenObjective(kind="mse")
+    with pytest.raises(ValueError):
+        ResGenObjective(kind="jensen", beta=1.5)
+    model = MaskedRVQTransformer(
+        MaskedTransformerConfig(
+            length=2, depth=2, dim=2, num_classes=2, width=8, layers=1, heads=2, components=4
+        )
+    )
+    tokens = torch.tensor([[[0, 1], [7, 2]]])
+    counts = torch.tensor([[2, 2]])
+    hidden = torch.zeros(1, 2, 8)
+    one = torch.ones(1, 2, dtype=torch.bool)
+    jensen = ResGenObjective(kind="jensen")
+    with pytest.raises(ValueError, match="one mixture component per codeword"):
+        jensen(model, hidden, tokens, counts, torch.zeros(1, 2, 2), one)
+
+
+def test_jensen_objective_trains_through_resgen_loss() -> None:
+    torch.manual_seed(0)
+    quantizer = ResidualVQ(ResidualVQConfig(dim=4, codes=8, depth=3))
+    model = MaskedRVQTransformer(
+        MaskedTransformerConfig(
+            length=6, depth=3, dim=4, num_classes=2, width=16, layers=1, heads=2, components=8
+        )
+    )
+    tokens = torch.randint(8, (4, 6, 3))
+    labels = torch.tensor([0, 1, 0, 1])
+    objective = ResGenObjective(kind="jensen", beta=1.0)
+    out = resgen_loss(model, quantizer, tokens, labels, CosineSchedule(), objective=objective)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.head.up.weight.grad is not None

@@ -57,7 +57,7 @@ class _CountingModel:
         self.rows.append(visible.shape[0])
         return self.model.hidden(visible, counts, labels, padding)
 
-    def head(self, hidden):  # noqa: ANN001, ANN201
+    def mixture(self, hidden):  # noqa: ANN001, ANN201
         return self.model.head(hidden)
 
 
