@@ -127,7 +127,7 @@ class TTSSynthConfig:
         factory=lambda: MelCodecConfig(hidden=128, latent_dim=16, codes=256, depth=8)
     )
     codec_stage: StageSpec = field(
-        factory=lambda: StageSpec(steps=700, batch_size=16, lr=2e-3, warmup=50)
+        factory=lambda: StageSpec(steps=3000, batch_size=16, lr=2e-3, warmup=50)
     )
     codec_crop_frames: int = field(default=128, validator=validators.ge(8))
     network: dict[str, Any] = field(
@@ -150,7 +150,7 @@ class TTSSynthConfig:
         }
     )
     generator_stage: StageSpec = field(
-        factory=lambda: StageSpec(steps=1200, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
+        factory=lambda: StageSpec(steps=2400, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
     )
     objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
