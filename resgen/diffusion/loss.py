@@ -50,6 +50,20 @@ class ResGenLoss:
     masked_positions: int
 
 
+def _check_beta(beta: float) -> None:
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+
+
+def _masked_mean(
+    values: Float[Tensor, "batch length"], weight: Bool[Tensor, "batch length"]
+) -> Float[Tensor, ""]:
+    count = weight.sum()
+    if int(count) == 0:
+        raise ValueError("no masked position in the batch: the loss is undefined")
+    return (values * weight).sum() / count
+
+
 def masked_mixture_nll(
     params: MixtureParams,
     target: Latents,
@@ -63,22 +77,19 @@ def masked_mixture_nll(
     ``beta`` (detached; the mixture's weighted mean of ``sigma^2`` over components and dimensions),
     as in beta-NLL (Seitzer et al., 2022). Why: the cumulative embedding of a few fine depths is
     tiny next to that of a fully masked position, so under the plain NLL (``beta = 0``) the
-    ``1 / sigma^2`` factor of the fine positions' gradients swamps the coarse ones, and the network
-    never learns to use its context for fully masked positions. ``beta = 0.5`` evens them out.
-    The optimum of each position's density is unchanged; only the weighting across positions is.
+    ``1 / sigma^2`` factor of the fine positions' gradients swamps the coarse ones. (On
+    Fashion-MNIST this alone did not make the network use its context at fully masked positions;
+    the Jensen objective did, see :func:`assigned_mixture_nll`.) The optimum of each position's
+    density is unchanged; only the weighting across positions is.
     """
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    _check_beta(beta)
     nll = -mixture_log_prob(params, target) / target.shape[-1]
-    count = weight.sum()
-    if int(count) == 0:
-        raise ValueError("no masked position in the batch: the loss is undefined")
     if beta > 0:
         with torch.no_grad():
             probs = torch.softmax(params.logits.float(), dim=-1)
             variance = (probs[..., None] * torch.exp(2 * params.log_scales.float())).sum(2)
         nll = nll * variance.mean(-1).pow(beta)
-    return (nll * weight).sum() / count
+    return _masked_mean(nll, weight)
 
 
 def assigned_mixture_nll(
@@ -113,17 +124,13 @@ def assigned_mixture_nll(
             0``). The optimum of each Gaussian is unchanged. The returned value is then a
             weighted loss, not the bound itself.
     """
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    count = weight.sum()
-    if int(count) == 0:
-        raise ValueError("no masked position in the batch: the loss is undefined")
+    _check_beta(beta)
     regression = -gaussian_log_prob(assigned.mean, assigned.log_scale, target)
     if beta > 0:
         variance = torch.exp(2 * assigned.log_scale.detach().float()).mean(-1)
         regression = regression * variance.pow(beta)
     per_dim = (regression - assigned.log_weight.float()) / target.shape[-1]
-    return (per_dim * weight).sum() / count
+    return _masked_mean(per_dim, weight)
 
 
 def first_masked_tokens(tokens: Tokens, counts: MaskCounts) -> Int[Tensor, "batch length"]:
