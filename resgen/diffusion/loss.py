@@ -157,6 +157,11 @@ class ResGenObjective:
     kind: str = field(default="nll", validator=validators.in_(OBJECTIVES))
     beta: float = field(default=0.0, validator=[validators.ge(0.0), validators.le(1.0)])
 
+    def head_components(self, configured: int, codes: int) -> int:
+        """Mixture components the head needs: ``codes`` (one per codeword) for the Jensen form,
+        else the ``configured`` number."""
+        return codes if self.kind == "jensen" else configured
+
     def __call__(
         self,
         model: MixtureModel,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from attrs import fields
 from torch import nn
 
 from resgen.diffusion.ar_loss import ar_loss
@@ -78,8 +79,9 @@ def build_generator(
     """
     _check_kind(kind)
     sizes = {k: v for k, v in network.items() if k in _NETWORK_KEYS[kind]}
-    if kind == "resgen" and objective is not None and objective.kind == "jensen":
-        sizes["components"] = quantizer.codes
+    if kind == "resgen" and objective is not None:
+        configured = sizes.get("components", fields(MaskedTransformerConfig).components.default)
+        sizes["components"] = objective.head_components(configured, quantizer.codes)
     shape = {"length": length, "depth": quantizer.depth, "num_classes": num_classes}
     if kind == "resgen":
         config = MaskedTransformerConfig(dim=quantizer.dim, **shape, **sizes)

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from attrs import asdict, field, frozen, validators
+from attrs import asdict, field, fields, frozen, validators
 from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -500,7 +500,10 @@ def train_resgen(
         frame_text=config.frame_text,
         **{
             **config.network,
-            **({"components": codec.quantizer.codes} if config.objective.kind == "jensen" else {}),
+            "components": config.objective.head_components(
+                config.network.get("components", fields(TTSTransformerConfig).components.default),
+                codec.quantizer.codes,
+            ),
         },
     )
     model = TextToSpeechTransformer(net_config)
