@@ -44,6 +44,7 @@ __all__ = [
     "WORD_BOUNDARY",
     "BREAKS",
     "DEFAULT_SYMBOLS",
+    "SPECIAL_SYMBOLS",
     "ALLOWED_PUNCTUATION",
     "normalize_text",
     "PhonemeVocabulary",
@@ -67,10 +68,11 @@ _CONSONANTS = (
 _VOWELS = "ɑ æ ɛ i ɪ ɔ ʊ ʌ u ə ɚ eɪ aɪ oʊ ɔɪ aʊ".split()
 _PRIMARY, _SECONDARY = "ˈ", "ˌ"
 
-_SPECIALS = (PAD, WORD_BOUNDARY, _MINOR_BREAK, ".", "?", "!")
+SPECIAL_SYMBOLS: tuple[str, ...] = (PAD, WORD_BOUNDARY, _MINOR_BREAK, ".", "?", "!")
+"""Symbols every vocabulary holds, in this order at its start (padding first)."""
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
-    *_SPECIALS,
+    *SPECIAL_SYMBOLS,
     *_CONSONANTS,
     *(f"{stress}{vowel}" for vowel in _VOWELS for stress in ("", _PRIMARY, _SECONDARY)),
 )
@@ -110,7 +112,7 @@ def _check_symbols(symbols: tuple[str, ...]) -> None:
     if len(set(symbols)) != len(symbols):
         dupes = sorted({s for s in symbols if symbols.count(s) > 1})
         raise ValueError(f"duplicate symbols in the phoneme vocabulary: {dupes}")
-    missing = [s for s in _SPECIALS if s not in symbols]
+    missing = [s for s in SPECIAL_SYMBOLS if s not in symbols]
     if missing:
         raise ValueError(f"the phoneme vocabulary lacks the special symbols {missing}")
 
@@ -221,7 +223,7 @@ class PhonemeVocabulary:
         vowels = [p.text for p in inventory if p.consonant is None]
         return cls(
             (
-                *_SPECIALS,
+                *SPECIAL_SYMBOLS,
                 *consonants,
                 *(f"{s}{v}" for v in vowels for s in ("", _PRIMARY, _SECONDARY)),
             ),

@@ -98,13 +98,19 @@ class TTSTransformerConfig:
         return asdict(self)
 
 
-def spread_text(segments: list[tuple[int, int]], length: int) -> Int[Tensor, " length"]:
-    """Phoneme index of every frame when each segment's phonemes are spread evenly over its frames.
+def spread_text(
+    segments: list[tuple[int, int | Float[Tensor, " _phonemes"]]], length: int
+) -> Int[Tensor, " length"]:
+    """Phoneme index of every frame when each segment's phonemes are laid over its frames.
+
+    A segment's phonemes are either spread evenly over its frames (given as a count), or placed
+    where they end (given as each phoneme's end, a fraction of the segment, increasing to 1: the
+    aligned variant's synthesiser durations). A frame takes the phoneme that covers its centre.
 
     Args:
         segments: ``(frames, phonemes)`` of each consecutive segment (e.g. the prompt's, then the
-            target's); segment ``s`` covers the frames and phonemes after those of segment
-            ``s - 1``.
+            target's), ``phonemes`` a count or a ``[phonemes]`` tensor of end fractions; segment
+            ``s`` covers the frames and phonemes after those of segment ``s - 1``.
         length: frames of the result (frames after the last segment get ``-1``).
 
     Returns:
@@ -113,13 +119,20 @@ def spread_text(segments: list[tuple[int, int]], length: int) -> Int[Tensor, " l
     out = torch.full((length,), -1, dtype=torch.long)
     frame = phoneme = 0
     for frames, phonemes in segments:
-        if frames < 0 or phonemes < 1:
+        if isinstance(phonemes, int):
+            ends = (torch.arange(phonemes) + 1) / phonemes if phonemes > 0 else torch.empty(0)
+        else:
+            ends = phonemes.float()
+            if ends.ndim != 1 or (len(ends) and (ends.diff() <= 0).any()):
+                raise ValueError("a segment's phoneme ends must be a 1-D increasing tensor")
+        if frames < 0 or len(ends) < 1:
             raise ValueError(
-                f"a segment needs >= 0 frames and >= 1 phoneme, got {frames} and {phonemes}"
+                f"a segment needs >= 0 frames and >= 1 phoneme, got {frames} and {len(ends)}"
             )
-        position = (torch.arange(frames) + 0.5) * phonemes / max(frames, 1)
-        out[frame : frame + frames] = phoneme + position.long().clamp_max(phonemes - 1)
-        frame, phoneme = frame + frames, phoneme + phonemes
+        centres = (torch.arange(frames) + 0.5) / max(frames, 1)
+        inside = torch.searchsorted(ends, centres, right=True)
+        out[frame : frame + frames] = phoneme + inside.clamp_max(len(ends) - 1)
+        frame, phoneme = frame + frames, phoneme + len(ends)
     return out
 
 

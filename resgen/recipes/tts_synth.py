@@ -25,6 +25,12 @@ and never scored; every other position is masked by the schedule.
 **Total length.** The target's number of latent frames is not generated: with ``duration =
 "prompt-rate"`` (the default, used by the metrics) it is the prompt's frames per phoneme times the
 target's phoneme count; with ``"given"`` it is the true length (an oracle, for comparison).
+
+**Aligned variant** (``text_alignment="synthesizer"``). The networks read the synthesisers' own
+phones instead of gruut's, and each position's frame text is the phone the synthesiser was
+speaking at that moment (:mod:`~resgen.recipes.tts_alignment`), instead of a uniform spread.
+The timing of a held-out target is its synthesiser's timing of the target sentence, relative to
+the target's length. Utterances of hibari-tts, which gives no timing, are left out of training.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from attrs import asdict, field, fields, frozen, validators
+from attrs import asdict, evolve, field, fields, frozen, validators
 from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -63,6 +69,15 @@ from resgen.networks.tts_transformer import (
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.plots import save_loss_plot
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
+from resgen.recipes.tts_alignment import (
+    PhonemeFrontEnd,
+    SpokenText,
+    SynthesizerFrontEnd,
+    TextFrontEnd,
+    corpus_alignments,
+    phone_vocabulary,
+    spoken_alignment,
+)
 from resgen.recipes.tts_corpus import CORPUS_PRESETS, ManifestRecord, build_corpus, read_manifest
 from resgen.typing import Padding, Tokens
 
@@ -107,6 +122,11 @@ class TTSSynthConfig:
         text_dropout: probability of training without the text (both generators).
         frame_text: also spread the text uniformly over the frames as an input of both
             generators (:func:`~resgen.networks.tts_transformer.spread_text`; not an aligner).
+        text_alignment: ``"uniform"`` (the main model: gruut phonemes, spread evenly when
+            ``frame_text``) or ``"synthesizer"`` (the aligned variant: the synthesisers' own
+            phones placed where the synthesiser timed them,
+            :mod:`~resgen.recipes.tts_alignment`; utterances of engines without timing are left
+            out; needs ``frame_text``).
         pair_prob: probability that a training example's prompt is another utterance.
         prompt_fraction: range of the given-prefix fraction of single-utterance examples.
         sampler: ResGen's sampling options (``steps`` = T).
@@ -124,7 +144,7 @@ class TTSSynthConfig:
 
     corpus: str = field(default="demo", validator=validators.in_(tuple(CORPUS_PRESETS)))
     codec: MelCodecConfig = field(
-        factory=lambda: MelCodecConfig(hidden=128, latent_dim=16, codes=256, depth=8)
+        factory=lambda: MelCodecConfig(hidden=128, latent_dim=16, codes=256, depth=8, downsample=2)
     )
     codec_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=3000, batch_size=16, lr=2e-3, warmup=50)
@@ -155,6 +175,9 @@ class TTSSynthConfig:
     objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = True
+    text_alignment: Literal["uniform", "synthesizer"] = field(
+        default="uniform", validator=validators.in_(("uniform", "synthesizer"))
+    )
     pair_prob: float = field(default=0.5, validator=[validators.ge(0.0), validators.le(1.0)])
     prompt_fraction: tuple[float, float] = field(default=(0.2, 0.4), converter=tuple)
     sampler: SamplerConfig = field(factory=lambda: SamplerConfig(steps=16))
@@ -171,10 +194,22 @@ class TTSSynthConfig:
     speaker_similarity: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
 
+    def __attrs_post_init__(self) -> None:
+        if self.text_alignment == "synthesizer" and not self.frame_text:
+            raise ValueError(
+                "text_alignment='synthesizer' places the text on the frames: it needs "
+                "frame_text=True"
+            )
+
+
+_DEMO = TTSSynthConfig()
 
 PRESETS: dict[str, TTSSynthConfig] = {
-    # 24 speakers x 60 utterances, depth-8 codec, two ~3M-parameter generators: under an hour.
-    "demo": TTSSynthConfig(),
+    # 24 speakers x 60 utterances, depth-8 codec at 31 positions/s, two ~2M-parameter generators.
+    "demo": _DEMO,
+    # The same with the synthesisers' phones and timing (the aligned variant); its targets take
+    # the length their synthesiser gives them.
+    "demo-aligned": evolve(_DEMO, text_alignment="synthesizer", duration="given"),
     # Everything tiny: checks the whole pipeline (and the evaluators) in about a minute.
     "smoke": TTSSynthConfig(
         corpus="smoke",
@@ -197,7 +232,8 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` (under an hour on 2 cores) and ``smoke`` (about a minute)."""
+"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each under an hour on 2 cores) and ``smoke``
+(about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
@@ -231,12 +267,19 @@ class Utterance:
     Attributes:
         record: its manifest record.
         tokens: ``[length, depth]`` codec tokens.
-        phonemes: ``[phonemes]`` phoneme ids of its transcript.
+        text: its transcript as the networks read it (phoneme ids, and their timing in the
+            aligned variant).
     """
 
     record: ManifestRecord
     tokens: Int[Tensor, "length depth"]
-    phonemes: Int[Tensor, " phonemes"]
+    text: SpokenText
+
+    @property
+    def segment(self) -> tuple[int, int | Float[Tensor, " phonemes"]]:
+        """Its text laid over its own frames (a segment of
+        :func:`~resgen.networks.tts_transformer.spread_text`)."""
+        return self.text.segment(len(self.tokens))
 
 
 @frozen
@@ -249,8 +292,8 @@ class TTSBatch:
         given: ``[batch, length]``, ``True`` at prompt positions (never masked, never scored).
         phonemes: ``[batch, phonemes]`` ids of the prompt's then the target's text.
         phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
-        frame_text: ``[batch, length]`` phoneme index of each position under a uniform spread
-            of each segment's text over its frames (``-1`` at padding).
+        frame_text: ``[batch, length]`` phoneme index of each position when each segment's
+            text is laid over its frames (``-1`` at padding).
     """
 
     tokens: Tokens
@@ -265,7 +308,7 @@ def _pad_batch(
     sequences: list[Tensor],
     prompts: list[int],
     texts: list[Tensor],
-    segments: list[list[tuple[int, int]]],
+    segments: list[list[tuple[int, int | Tensor]]],
     depth: int,
 ) -> TTSBatch:
     batch, longest, words = len(sequences), max(len(s) for s in sequences), max(map(len, texts))
@@ -313,19 +356,14 @@ def training_batch(
         if roll < config.pair_prob and other is not target and pair_length <= max_length:
             sequences.append(torch.cat([other.tokens, target.tokens]))
             prompts.append(len(other.tokens))
-            texts.append(torch.cat([other.phonemes, target.phonemes]))
-            segments.append(
-                [
-                    (len(other.tokens), len(other.phonemes)),
-                    (len(target.tokens), len(target.phonemes)),
-                ]
-            )
+            texts.append(torch.cat([other.text.ids, target.text.ids]))
+            segments.append([other.segment, target.segment])
         else:
             seq = target.tokens[:max_length]
             sequences.append(seq)
             prompts.append(int(round((low + (high - low) * fraction) * len(seq))))
-            texts.append(target.phonemes)
-            segments.append([(len(seq), len(target.phonemes))])
+            texts.append(target.text.ids)
+            segments.append([target.text.segment(len(seq))])
     return _pad_batch(sequences, prompts, texts, segments, utterances[0].tokens.shape[1])
 
 
@@ -449,10 +487,18 @@ def tokenize(
     codec: MelRVQVAE,
     records: list[ManifestRecord],
     mels: list[Tensor],
-    vocabulary: PhonemeVocabulary,
+    texts: dict[str, SpokenText],
     path: Path,
 ) -> list[Utterance]:
-    """Stage 3: tokens of every utterance (cached at ``path``, keyed by utterance id)."""
+    """Stage 3: tokens of every utterance (cached at ``path``, keyed by utterance id).
+
+    Args:
+        codec: the trained codec.
+        records: every utterance of the corpus.
+        mels: their log-mels ``[frames, n_mels]``.
+        texts: utterance id -> its text; utterances without one are left out of the result.
+        path: the token cache.
+    """
     cached = load_file(str(path)) if path.is_file() else {}
     if set(cached) != {r.id for r in records}:
         cached = {}
@@ -462,14 +508,7 @@ def tokenize(
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(cached, str(tmp))
         tmp.replace(path)
-    return [
-        Utterance(
-            record=r,
-            tokens=cached[r.id].long(),
-            phonemes=torch.tensor([vocabulary.id(s) for s in r.phonemes], dtype=torch.long),
-        )
-        for r in records
-    ]
+    return [Utterance(r, cached[r.id].long(), texts[r.id]) for r in records if r.id in texts]
 
 
 def _by_speaker(utterances: list[Utterance]) -> dict[str, list[int]]:
@@ -581,18 +620,18 @@ def _generate_resgen(
     codec: MelRVQVAE,
     sampler: ResGenSampler,
     prompts: list[Tensor],
-    texts: list[tuple[Tensor, Tensor]],
+    texts: list[tuple[SpokenText, SpokenText]],
     lengths: list[int],
     generator: torch.Generator,
 ) -> list[Tensor]:
-    """Target tokens ``[length_i, depth]`` for each (prompt tokens, (prompt phonemes, target
-    phonemes), target length)."""
+    """Target tokens ``[length_i, depth]`` for each (prompt tokens, (prompt text, target
+    text), target length)."""
     depth = codec.depth
     batch = _pad_batch(
         [torch.cat([p, torch.zeros(n, depth, dtype=torch.long)]) for p, n in zip(prompts, lengths)],
         [len(p) for p in prompts],
-        [torch.cat(t) for t in texts],
-        [[(len(p), len(t[0])), (n, len(t[1]))] for p, t, n in zip(prompts, texts, lengths)],
+        [torch.cat([a.ids, b.ids]) for a, b in texts],
+        [[a.segment(len(p)), b.segment(n)] for p, (a, b), n in zip(prompts, texts, lengths)],
         depth,
     )
     prompt_depths = batch.given.long() * depth
@@ -619,7 +658,7 @@ def _generate_ar(
     codec: MelRVQVAE,
     sampler: ARSampler,
     prompt: Tensor,
-    text: tuple[Tensor, Tensor],
+    text: tuple[SpokenText, SpokenText],
     length: int,
     generator: torch.Generator,
 ) -> Tensor:
@@ -630,8 +669,8 @@ def _generate_ar(
     tokens[0, : len(prompt)] = prompt
     depths = torch.zeros(1, total, dtype=torch.long)
     depths[0, : len(prompt)] = depth
-    ids = torch.cat(text)[None]
-    frame_text = spread_text([(len(prompt), len(text[0])), (length, len(text[1]))], total)
+    ids = torch.cat([text[0].ids, text[1].ids])[None]
+    frame_text = spread_text([text[0].segment(len(prompt)), text[1].segment(length)], total)
     out = sampler.sample(
         model.bind(
             ids,
@@ -656,7 +695,7 @@ def _waveform(codec: MelRVQVAE, tokens: Tensor, vocoder: GriffinLimVocoder) -> T
 def synthesize(
     codec: MelRVQVAE,
     model: TextToSpeechTransformer,
-    tokenizer: PhonemeTokenizer,
+    front_end: TextFrontEnd | PhonemeTokenizer,
     text: str,
     prompt_audio: Float[Tensor, " samples"],
     prompt_sample_rate: int,
@@ -672,7 +711,9 @@ def synthesize(
     Args:
         codec: the trained mel codec.
         model: the trained network.
-        tokenizer: the phoneme tokenizer of the training vocabulary.
+        front_end: the run's text front-end (:func:`load_trained` returns it; a
+            :class:`~resgen.codecs.phonemes.PhonemeTokenizer` stands for a
+            :class:`~resgen.recipes.tts_alignment.PhonemeFrontEnd`).
         text: what to say.
         prompt_audio: ``[samples]`` mono prompt speech (a few seconds).
         prompt_sample_rate: its rate; it must be the codec's (16 kHz by default).
@@ -693,8 +734,9 @@ def synthesize(
         raise ValueError("the text to speak is empty")
     if not prompt_text.strip():
         raise ValueError("the prompt's transcript is empty")
-    target_ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    prompt_ids = torch.tensor(tokenizer.encode(prompt_text), dtype=torch.long)
+    if isinstance(front_end, PhonemeTokenizer):
+        front_end = PhonemeFrontEnd(front_end)
+    target_text, prompt_text_ = front_end(text), front_end(prompt_text)
     if prompt_audio.ndim != 1:
         raise ValueError(f"the prompt must be mono [samples], got {list(prompt_audio.shape)}")
     codec.frontend.check_sample_rate(prompt_sample_rate)
@@ -702,14 +744,14 @@ def synthesize(
     prompt_tokens, _ = codec.encode(mels, frame_padding)
     prompt = prompt_tokens[0]
     if frames is None:
-        frames = target_frames(len(prompt), len(prompt_ids), len(target_ids))
+        frames = target_frames(len(prompt), len(prompt_text_), len(target_text))
     cfg = model.config
     if len(prompt) + frames > cfg.length:
         raise ValueError(
             f"prompt ({len(prompt)} frames) + target ({frames} frames) exceed the model's "
             f"{cfg.length} positions: use a shorter prompt or text"
         )
-    if len(prompt_ids) + len(target_ids) > cfg.max_phonemes:
+    if len(prompt_text_) + len(target_text) > cfg.max_phonemes:
         raise ValueError(f"prompt + target text exceed {cfg.max_phonemes} phonemes")
     sampler = sampler or ResGenSampler(SamplerConfig(steps=16), ClassifierFreeGuidance(2.0))
     generator = torch.Generator().manual_seed(seed)
@@ -718,7 +760,7 @@ def synthesize(
         codec,
         sampler,
         [prompt],
-        [(prompt_ids, target_ids)],
+        [(prompt_text_, target_text)],
         [frames],
         generator,
     )
@@ -783,11 +825,11 @@ def evaluate(
     frames = [
         len(t.tokens)
         if config.duration == "given"
-        else target_frames(len(p.tokens), len(p.phonemes), len(t.phonemes))
+        else target_frames(len(p.tokens), len(p.text), len(t.text))
         for p, t in items
     ]
     frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
-    texts = [(p.phonemes, t.phonemes) for p, t in items]
+    texts = [(p.text, t.text) for p, t in items]
     guider = ClassifierFreeGuidance(config.guidance_scale) if config.guidance_scale != 1 else None
     sampler = ResGenSampler(config.sampler, guider=guider)
     generator = torch.Generator().manual_seed(config.seed + 10)
@@ -895,6 +937,25 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- the recipe
+def _texts(
+    config: TTSSynthConfig, records: list[ManifestRecord], corpus: Path, out: Path
+) -> dict[str, SpokenText]:
+    """Stage 1b: every utterance's text as the networks read it; saves the run's vocabulary
+    to ``out/phonemes.json``."""
+    if config.text_alignment == "uniform":
+        vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
+        vocabulary.save(out / "phonemes.json")
+        return {
+            r.id: SpokenText(torch.tensor([vocabulary.id(s) for s in r.phonemes])) for r in records
+        }
+    alignments = corpus_alignments(corpus, records)
+    if not any(r.split == "test" and r.id in alignments for r in records):
+        raise ValueError("the aligned variant found no test utterance with synthesiser timing")
+    vocabulary = phone_vocabulary(alignments.values())
+    vocabulary.save(out / "phonemes.json")
+    return {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
+
+
 def run(
     out_dir: str | Path,
     config: TTSSynthConfig | None = None,
@@ -925,8 +986,7 @@ def run(
     corpus = Path(data_dir) if data_dir is not None else out / "corpus"
     manifest = build_corpus(corpus, config.corpus)
     records = read_manifest(manifest)
-    vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
-    vocabulary.save(out / "phonemes.json")
+    texts = _texts(config, records, corpus, out)
     wall["corpus"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -937,15 +997,16 @@ def run(
     wall["codec"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    utterances = tokenize(codec, records, mels, vocabulary, out / "tokens.safetensors")
+    utterances = tokenize(codec, records, mels, texts, out / "tokens.safetensors")
     train = [u for u in utterances if u.record.split == "train"]
     test = [u for u in utterances if u.record.split == "test"]
     longest = max(len(u.tokens) for u in utterances)
     max_length = 2 * longest + 8
-    max_phonemes = 2 * max(len(u.phonemes) for u in utterances) + 8
+    max_phonemes = 2 * max(len(u.text) for u in utterances) + 8
     wall["tokens"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
+    vocabulary = PhonemeVocabulary.load(out / "phonemes.json")
     args = (config, codec, train, len(vocabulary), max_length, max_phonemes)
     resgen, resgen_history, resgen_train_seconds = train_resgen(*args, out / "resgen")
     wall["resgen"] = time.perf_counter() - tick
@@ -994,8 +1055,9 @@ def run(
 
 def load_trained(
     run_dir: str | Path,
-) -> tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer, TTSSynthConfig]:
-    """Rebuild the codec, ResGen's network and the tokenizer of a finished run.
+) -> tuple[MelRVQVAE, TextToSpeechTransformer, TextFrontEnd, TTSSynthConfig]:
+    """Rebuild the codec, ResGen's network and the text front-end of a finished run (gruut
+    phonemes; for an aligned run, flite's phones timed by its ``kal16`` voice).
 
     Raises:
         FileNotFoundError: when ``run_dir`` is not a finished ``tts-synth`` run.
@@ -1013,13 +1075,20 @@ def load_trained(
     net = TTSTransformerConfig(**read_config(run_dir / "resgen" / "final")["network"])
     model = TextToSpeechTransformer(net)
     load_checkpoint(run_dir / "resgen" / "final", {"resgen": model})
-    tokenizer = PhonemeTokenizer(PhonemeVocabulary.load(run_dir / "phonemes.json"))
+    vocabulary = PhonemeVocabulary.load(run_dir / "phonemes.json")
     recipe = json.loads((run_dir / "recipe.json").read_text())
+    alignment = recipe.get("text_alignment", "uniform")
+    front_end: TextFrontEnd = (
+        SynthesizerFrontEnd(vocabulary)
+        if alignment == "synthesizer"
+        else PhonemeFrontEnd(PhonemeTokenizer(vocabulary))
+    )
     sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
     config = TTSSynthConfig(
         corpus=recipe["corpus"],
         sampler=SamplerConfig(**sampler),
         guidance_scale=recipe["guidance_scale"],
         vocoder_iterations=recipe["vocoder_iterations"],
+        text_alignment=alignment,
     )
-    return codec.eval(), model.eval(), tokenizer, config
+    return codec.eval(), model.eval(), front_end, config

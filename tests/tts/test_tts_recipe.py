@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from attrs import evolve
 
 from resgen.cli import main
 from resgen.recipes import RECIPES
@@ -95,3 +96,31 @@ def test_tts_command_speaks_and_rejects_bad_input(
     assert main(["tts", "--checkpoint", str(tmp_path), "--text", "Hi.", "--prompt", str(prompt),
                  "--prompt-text", "Hi.", "--out", str(wav)]) == 2  # fmt: skip
     assert "not a finished tts-synth run" in capsys.readouterr().err
+
+
+def test_aligned_variant_runs_and_speaks(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    """``text_alignment="synthesizer"``: synthesiser phones in the vocabulary, every stage runs,
+    and ``resgen tts`` times a new sentence with flite."""
+    out, _, _ = smoke_run
+    config = evolve(
+        PRESETS["smoke"], text_alignment="synthesizer", asr="off", speaker_similarity="off"
+    )
+    aligned = tmp_path / "aligned"
+    metrics = run(aligned, config, data_dir=out / "corpus")
+    vocabulary = json.loads((aligned / "phonemes.json").read_text())
+    assert vocabulary["language"] == "cmu-phones" and "pau" in vocabulary["symbols"]
+    assert metrics["eval_utterances"] >= 2 and metrics["resgen_rtf"] > 0
+    prompt = next((aligned / "samples").glob("*_prompt.wav"))
+    wav = tmp_path / "aligned.wav"
+    args = ["tts", "--checkpoint", str(aligned), "--prompt", str(prompt), "--out", str(wav)]
+    args += ["--prompt-text", "Where did Anna play at noon?", "--steps", "2"]
+    assert main([*args, "--text", "Hello there, Clara."]) == 0
+    with wave.open(str(wav), "rb") as handle:
+        assert handle.getnframes() > 0
+
+
+def test_aligned_variant_needs_frame_text() -> None:
+    with pytest.raises(ValueError, match="frame_text"):
+        evolve(PRESETS["smoke"], text_alignment="synthesizer", frame_text=False)

@@ -1,0 +1,151 @@
+"""The aligned variant's text: synthesiser phone timing, its cache, and how it lays text on frames.
+
+Needs flite, festival and sox (``tools/install_tts.sh``), like the corpus tests.
+"""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import pytest
+import torch
+
+from resgen.codecs.phonemes import SPECIAL_SYMBOLS, PhonemeTokenizer
+from resgen.networks.tts_transformer import spread_text
+from resgen.recipes.tts_alignment import (
+    ALIGNED_LANGUAGE,
+    PhoneAlignment,
+    PhonemeFrontEnd,
+    SpokenText,
+    SynthesizerFrontEnd,
+    corpus_alignments,
+    phone_vocabulary,
+    speaker_voice,
+    spoken_alignment,
+    synthesizer_alignments,
+)
+from resgen.recipes.tts_corpus import (
+    CORPUS_PRESETS,
+    VOICES,
+    CorpusConfig,
+    build_corpus,
+    read_manifest,
+)
+
+TEXT = "Where did Anna play at noon?"
+
+
+def test_phone_alignment_checks_and_stretches() -> None:
+    a = PhoneAlignment(["pau", "hh", "ay"], [0.2, 0.3, 0.8])
+    assert a.duration == 0.8
+    assert a.stretched(2.0).ends == (0.4, 0.6, 1.6)
+    torch.testing.assert_close(a.fractions(), torch.tensor([0.25, 0.375, 1.0]))
+    with pytest.raises(ValueError, match="increasing"):
+        PhoneAlignment(["a", "b"], [0.3, 0.3])
+    with pytest.raises(ValueError, match="end times"):
+        PhoneAlignment(["a", "b"], [0.3])
+    with pytest.raises(ValueError, match="> 0"):
+        a.stretched(0.0)
+
+
+def test_spread_text_places_phonemes_where_they_end() -> None:
+    # frame centres 0.05, 0.15, ..., 0.95 of a 10-frame segment
+    out = spread_text([(10, torch.tensor([0.12, 0.5, 1.0])), (2, 1)], 13)
+    assert out.tolist() == [0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, -1]
+    # even ends are the uniform spread
+    for frames in range(0, 23):
+        for phonemes in range(1, 9):
+            even = (torch.arange(phonemes) + 1) / phonemes
+            assert torch.equal(
+                spread_text([(frames, even)], frames), spread_text([(frames, phonemes)], frames)
+            )
+    with pytest.raises(ValueError, match="increasing"):
+        spread_text([(4, torch.tensor([0.5, 0.4, 1.0]))], 4)
+
+
+def test_spoken_text_segments() -> None:
+    plain = SpokenText(torch.tensor([3, 4, 5]))
+    assert plain.segment(7) == (7, 3) and len(plain) == 3
+    timed = SpokenText(torch.tensor([3, 4]), torch.tensor([0.4, 1.0]))
+    assert timed.segment(5)[1] is timed.ends
+    with pytest.raises(ValueError, match="as many ends"):
+        SpokenText(torch.tensor([3, 4]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=">= 1 id"):
+        SpokenText(torch.tensor([], dtype=torch.long))
+
+
+def _wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as handle:
+        return handle.getnframes() / handle.getframerate()
+
+
+@pytest.mark.parametrize("voice", ["flite-rms", "festival-ked"])
+def test_synthesizer_timing_matches_its_audio(voice: str, tmp_path: Path) -> None:
+    (alignment,) = synthesizer_alignments(voice, [TEXT])
+    assert alignment.phones[0] == alignment.phones[-1] == "pau"
+    assert {"n", "uw", "p", "l"} <= set(alignment.phones)
+    # the same synthesiser's audio of the sentence lasts as long as its phones (within 3 %)
+    config = CorpusConfig(
+        voices=(voice, "flite-kal16"),
+        optional_voices=(),
+        variants=CORPUS_PRESETS["smoke"].variants,
+        utterances_per_speaker=2,
+        test_bases=(VOICES[voice].base,),
+    )
+    corpus = build_corpus(tmp_path, config)
+    records = read_manifest(corpus)
+    timed = corpus_alignments(tmp_path, records, verbose=False)
+    assert set(timed) == {r.id for r in records}
+    for record in records:
+        seconds = _wav_seconds(tmp_path / record.audio)
+        assert abs(timed[record.id].duration - seconds) < 0.03 * seconds + 0.15, record.id
+
+
+def test_corpus_alignments_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = CORPUS_PRESETS["smoke"]
+    manifest = build_corpus(tmp_path, config)
+    records = read_manifest(manifest)
+    first = corpus_alignments(tmp_path, records, verbose=False)
+    assert (tmp_path / "alignments.jsonl").is_file()
+    header = json.loads((tmp_path / "alignments.jsonl").read_text().splitlines()[0])
+    assert header["hash"] == json.loads((tmp_path / "corpus.json").read_text())["hash"]
+
+    def no_synthesis(*args: object, **kw: object) -> None:
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr("resgen.recipes.tts_alignment.synthesizer_alignments", no_synthesis)
+    again = corpus_alignments(tmp_path, records, verbose=False)
+    assert {k: v.to_dict() for k, v in again.items()} == {k: v.to_dict() for k, v in first.items()}
+    # tempo 0.9 slows speech down: its phones last 1/0.9 as long as the original's would
+    slow = next(r for r in records if r.speaker.endswith("t0.90"))
+    voice, tempo = speaker_voice(slow.speaker)
+    assert tempo == pytest.approx(0.9)
+    monkeypatch.undo()
+    (plain,) = synthesizer_alignments(voice, [slow.text])
+    assert first[slow.id].duration == pytest.approx(plain.duration / 0.9, rel=1e-3)
+
+
+def test_speaker_voice_names() -> None:
+    voice, tempo = speaker_voice("flite-rms-p+300-t0.90")
+    assert voice.name == "flite-rms" and tempo == pytest.approx(0.9)
+    assert speaker_voice("festival-slt-hts-orig")[0].name == "festival-slt-hts"
+    assert speaker_voice("hibari-heart-orig")[0].engine == "hibari"
+    assert speaker_voice("1034") is None  # a LibriTTS speaker
+
+
+def test_front_ends() -> None:
+    alignments = synthesizer_alignments("flite-awb", [TEXT, "Hello there, Clara."])
+    vocabulary = phone_vocabulary(alignments)
+    assert vocabulary.language == ALIGNED_LANGUAGE
+    assert vocabulary.symbols[: len(SPECIAL_SYMBOLS)] == SPECIAL_SYMBOLS
+    spoken = SynthesizerFrontEnd(vocabulary)(TEXT)
+    assert spoken.ends is not None and float(spoken.ends[-1]) == 1.0
+    assert [vocabulary.symbols[i] for i in spoken.ids][:2] == ["pau", "w"]
+    with pytest.raises(ValueError, match="not in the training vocabulary"):
+        spoken_alignment(PhoneAlignment(["zz"], [0.1]), vocabulary)
+    with pytest.raises(ValueError, match="empty"):
+        SynthesizerFrontEnd(vocabulary)("   ")
+    plain = PhonemeFrontEnd(PhonemeTokenizer())(TEXT)
+    assert plain.ends is None and len(plain) > 10
