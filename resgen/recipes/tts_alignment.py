@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,8 +31,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from resgen.codecs.phonemes import SPECIAL_SYMBOLS, PhonemeTokenizer, PhonemeVocabulary
-from resgen.recipes.tts_corpus import VOICES, ManifestRecord, SynthesizerNotFoundError, Voice
+from resgen.codecs.phonemes import (
+    SPECIAL_SYMBOLS,
+    PhonemeTokenizer,
+    PhonemeVocabulary,
+    normalize_text,
+)
+from resgen.recipes.tts_corpus import VOICES, ManifestRecord, Voice, run_program, scheme_string
 
 __all__ = [
     "PhoneAlignment",
@@ -105,18 +109,6 @@ class PhoneAlignment:
         return {"phones": list(self.phones), "ends": [round(t, 4) for t in self.ends]}
 
 
-def _run(cmd: list[str], timeout: float, what: str) -> str:
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"{what} took more than {timeout:.0f} s") from error
-    except FileNotFoundError as error:
-        raise SynthesizerNotFoundError(f"{what}: program not found ({cmd[0]})") from error
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
-    return result.stdout
-
-
 def _parse_flite(output: str, text: str) -> PhoneAlignment:
     """flite ``-psdur`` prints ``phone:end phone:end ...`` on one line."""
     pairs = [item.rsplit(":", 1) for item in output.split()]
@@ -156,7 +148,7 @@ def synthesizer_alignments(
     if voice.engine == "flite":
         return [
             _parse_flite(
-                _run(
+                run_program(
                     ["flite", "-voice", voice.voice_id, "-psdur", "-t", text, "-o", "none"],
                     timeout_s,
                     f"flite ({voice.voice_id})",
@@ -172,11 +164,11 @@ def synthesizer_alignments(
             segs = [Path(folder) / f"{i}.segs" for i in range(len(texts))]
             lines = [f"({voice.voice_id})"]
             for text, path in zip(texts, segs):
-                quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                lines.append(f'(utt.save.segs (utt.synth (Utterance Text {quoted})) "{path}")')
+                utterance = f"(utt.synth (Utterance Text {scheme_string(text)}))"
+                lines.append(f"(utt.save.segs {utterance} {scheme_string(str(path))})")
             script = Path(folder) / "align.scm"
             script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            _run(
+            run_program(
                 ["festival", "--batch", str(script)],
                 timeout_s * max(1, len(texts)),
                 f"festival ({voice.voice_id})",
@@ -215,7 +207,8 @@ def corpus_alignments(
     """Alignment of every utterance of a synthetic corpus whose synthesiser gives durations.
 
     Computed once (flite and festival run again on the texts, without audio) and cached in
-    ``corpus_dir/alignments.jsonl``; the cache is rebuilt when the corpus's hash changes.
+    ``corpus_dir/alignments.jsonl``; the cache is rebuilt when the corpus's hash changes or it
+    lacks one of ``records``.
 
     Args:
         corpus_dir: the corpus folder (with its ``corpus.json`` stamp).
@@ -227,23 +220,23 @@ def corpus_alignments(
         hibari-tts or of unknown speakers are absent.
     """
     corpus_dir = Path(corpus_dir)
-    records = list(records)
-    digest = _corpus_hash(corpus_dir)
-    cache = corpus_dir / _CACHE
-    if cache.is_file():
-        lines = cache.read_text(encoding="utf-8").splitlines()
-        header = json.loads(lines[0]) if lines else {}
-        if header.get("hash") == digest:
-            stored = {
-                (row := json.loads(line))["id"]: PhoneAlignment(row["phones"], row["ends"])
-                for line in lines[1:]
-            }
-            return {r.id: stored[r.id] for r in records if r.id in stored}
     groups: dict[str, list[tuple[ManifestRecord, float]]] = {}
     for record in records:
         found = speaker_voice(record.speaker)
         if found is not None and found[0].engine in ("flite", "festival"):
             groups.setdefault(found[0].name, []).append((record, found[1]))
+    wanted = [record.id for members in groups.values() for record, _ in members]
+    digest = _corpus_hash(corpus_dir)
+    cache = corpus_dir / _CACHE
+    if digest is not None and cache.is_file():
+        lines = cache.read_text(encoding="utf-8").splitlines()
+        if lines and json.loads(lines[0]).get("hash") == digest:
+            stored = {
+                (row := json.loads(line))["id"]: PhoneAlignment(row["phones"], row["ends"])
+                for line in lines[1:]
+            }
+            if all(k in stored for k in wanted):
+                return {k: stored[k] for k in wanted}
     out: dict[str, PhoneAlignment] = {}
     bar = tqdm(total=sum(map(len, groups.values())), desc="alignments", disable=not verbose)
     for name, members in groups.items():
@@ -251,7 +244,8 @@ def corpus_alignments(
             chunk = members[start : start + 60]
             timed = synthesizer_alignments(name, [r.text for r, _ in chunk])
             for (record, tempo), alignment in zip(chunk, timed):
-                out[record.id] = alignment.stretched(1.0 / tempo)
+                # rounded as the cache stores it, so a resumed run reads the very same timing
+                out[record.id] = PhoneAlignment(**alignment.stretched(1.0 / tempo).to_dict())
             bar.update(len(chunk))
     bar.close()
     rows = [json.dumps({"hash": digest})]
@@ -345,11 +339,11 @@ class SynthesizerFrontEnd:
         """``text``'s phones and their end fractions.
 
         Raises:
-            ValueError: empty text, or a phone outside the training vocabulary.
+            ValueError: empty text, characters the English front-end cannot read
+                (:func:`~resgen.codecs.phonemes.normalize_text`), or a phone outside the
+                training vocabulary.
         """
-        if not text.strip():
-            raise ValueError("the text to speak is empty")
-        (alignment,) = synthesizer_alignments(self.voice, [text])
+        (alignment,) = synthesizer_alignments(self.voice, [normalize_text(text)])
         return spoken_alignment(alignment, self.vocabulary)
 
 

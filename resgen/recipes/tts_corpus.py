@@ -57,6 +57,8 @@ __all__ = [
     "SynthesizerNotFoundError",
     "available_voices",
     "build_corpus",
+    "run_program",
+    "scheme_string",
     "write_manifest",
     "write_splits",
     "read_manifest",
@@ -777,7 +779,18 @@ class _Job:
     out: Path
 
 
-def _run(cmd: list[str], timeout: float, what: str) -> None:
+def run_program(cmd: list[str], timeout: float, what: str) -> str:
+    """Run a synthesiser (or sox) and return what it printed.
+
+    Args:
+        cmd: the command line.
+        timeout: seconds allowed.
+        what: its name in error messages.
+
+    Raises:
+        SynthesizerNotFoundError: the program is not installed.
+        RuntimeError: it failed or ran past ``timeout``.
+    """
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
@@ -786,9 +799,11 @@ def _run(cmd: list[str], timeout: float, what: str) -> None:
         raise SynthesizerNotFoundError(f"{what}: program not found ({cmd[0]})") from error
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    return result.stdout
 
 
-def _scheme_string(text: str) -> str:
+def scheme_string(text: str) -> str:
+    """``text`` as a festival (Scheme) string literal, quotes and backslashes escaped."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -804,19 +819,20 @@ class _Synthesizer:
     def _raw_flite(self, jobs: Sequence[_Job], raws: Sequence[Path]) -> None:
         for job, raw in zip(jobs, raws):
             cmd = ["flite", "-voice", job.voice.voice_id, "-t", job.text, "-o", str(raw)]
-            _run(cmd, self.config.timeout_s, f"flite ({job.voice.voice_id})")
+            run_program(cmd, self.config.timeout_s, f"flite ({job.voice.voice_id})")
 
     def _raw_festival(self, jobs: Sequence[_Job], raws: Sequence[Path]) -> None:
         lines = [f"({jobs[0].voice.voice_id})"]
         for job, raw in zip(jobs, raws):
             lines.append(
-                f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(job.text)})) "
-                f"{_scheme_string(str(raw))} 'riff)"
+                f"(utt.save.wave (utt.synth (Utterance Text {scheme_string(job.text)})) "
+                f"{scheme_string(str(raw))} 'riff)"
             )
         script = raws[0].with_suffix(".scm")
         script.write_text("\n".join(lines) + "\n", encoding="utf-8")
         timeout = self.config.timeout_s * max(1, len(jobs) // 4)
-        _run(["festival", "--batch", str(script)], timeout, f"festival ({jobs[0].voice.voice_id})")
+        what = f"festival ({jobs[0].voice.voice_id})"
+        run_program(["festival", "--batch", str(script)], timeout, what)
 
     def _raw_hibari(self, jobs: Sequence[_Job], raws: Sequence[Path]) -> None:
         with self._hibari_lock:
@@ -854,7 +870,7 @@ class _Synthesizer:
                     effects += ["tempo", "-s", f"{job.variant.tempo:g}"]
                 effects += ["rate", "-v", str(self.config.sample_rate), "norm", "-3"]
                 cmd = ["sox", "-R", "-q", str(raw), "-b", "16", "-c", "1", str(tmp), *effects]
-                _run(cmd, self.config.timeout_s, "sox")
+                run_program(cmd, self.config.timeout_s, "sox")
                 os.replace(tmp, job.out)
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -147,5 +147,7 @@ def test_front_ends() -> None:
         spoken_alignment(PhoneAlignment(["zz"], [0.1]), vocabulary)
     with pytest.raises(ValueError, match="empty"):
         SynthesizerFrontEnd(vocabulary)("   ")
+    with pytest.raises(ValueError, match="characters"):
+        SynthesizerFrontEnd(vocabulary)("naïve ☃ snowman")
     plain = PhonemeFrontEnd(PhonemeTokenizer())(TEXT)
     assert plain.ends is None and len(plain) > 10

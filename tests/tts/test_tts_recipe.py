@@ -68,17 +68,24 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
     assert metrics["duration"] == "prompt-rate"
 
 
-def test_tts_command_speaks_and_rejects_bad_input(
-    smoke_run: tuple[Path, dict, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out, _, _ = smoke_run
-    prompt = next((out / "samples").glob("*_prompt.wav"))
-    wav = tmp_path / "hello.wav"
-    args = ["tts", "--checkpoint", str(out), "--prompt", str(prompt), "--out", str(wav)]
+def _speak(run_dir: Path, tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """``resgen tts`` from ``run_dir`` with one of its prompts: returns the command's arguments
+    without ``--text``, the prompt and the output WAV (checked)."""
+    prompt = next((run_dir / "samples").glob("*_prompt.wav"))
+    wav = tmp_path / f"{run_dir.name}.wav"
+    args = ["tts", "--checkpoint", str(run_dir), "--prompt", str(prompt), "--out", str(wav)]
     args += ["--prompt-text", "Where did Anna play at noon?", "--steps", "2"]
     assert main([*args, "--text", "Hello there, Clara."]) == 0
     with wave.open(str(wav), "rb") as handle:
         assert handle.getframerate() == 16000 and handle.getnframes() > 0
+    return args, prompt, wav
+
+
+def test_tts_command_speaks_and_rejects_bad_input(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, _ = smoke_run
+    args, prompt, wav = _speak(out, tmp_path)
     assert main([*args, "--text", "  "]) == 2
     assert "empty" in capsys.readouterr().err
     assert main([*args, "--text", "naïve ☃ snowman"]) == 2
@@ -112,13 +119,7 @@ def test_aligned_variant_runs_and_speaks(
     vocabulary = json.loads((aligned / "phonemes.json").read_text())
     assert vocabulary["language"] == "cmu-phones" and "pau" in vocabulary["symbols"]
     assert metrics["eval_utterances"] >= 2 and metrics["resgen_rtf"] > 0
-    prompt = next((aligned / "samples").glob("*_prompt.wav"))
-    wav = tmp_path / "aligned.wav"
-    args = ["tts", "--checkpoint", str(aligned), "--prompt", str(prompt), "--out", str(wav)]
-    args += ["--prompt-text", "Where did Anna play at noon?", "--steps", "2"]
-    assert main([*args, "--text", "Hello there, Clara."]) == 0
-    with wave.open(str(wav), "rb") as handle:
-        assert handle.getnframes() > 0
+    _speak(aligned, tmp_path)
 
 
 def test_aligned_variant_needs_frame_text() -> None:
