@@ -96,7 +96,8 @@ def _cmd_tts(args: argparse.Namespace) -> int:
     from resgen.eval.audio_io import load_audio
     from resgen.recipes.tts_synth import load_trained, synthesize, write_wav
 
-    codec, model, tokenizer, config = load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint)
+    codec, config = trained.codec, trained.config
     prompt, rate = load_audio(args.prompt)
     prompt_text = args.prompt_text
     if prompt_text is None:
@@ -115,14 +116,15 @@ def _cmd_tts(args: argparse.Namespace) -> int:
     )
     audio = synthesize(
         codec,
-        model,
-        tokenizer,
+        trained.model,
+        trained.front_end,
         args.text,
         prompt,
         rate,
         prompt_text,
         sampler=sampler,
         frames=args.frames,
+        duration=trained.duration,
         vocoder_iterations=config.vocoder_iterations,
         seed=args.seed,
     )
@@ -185,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--steps", type=int, default=None, help="sampling steps T (default: run's)")
     tts.add_argument("--guidance", type=float, default=None, help="guidance scale on the text")
     tts.add_argument(
-        "--frames", type=int, default=None, help="latent frames (default: prompt speaking rate)"
+        "--frames",
+        type=int,
+        default=None,
+        help="latent frames (default: the duration model at the prompt's rate)",
     )
     tts.add_argument("--seed", type=int, default=0)
     tts.set_defaults(func=_cmd_tts)

@@ -2,10 +2,12 @@
 
 :class:`MaskedRVQTransformer` is ResGen's network; :class:`MaskedTokenTransformer` (token-level
 masked prediction) and :class:`RQTransformer` (autoregressive) are the paper's baselines on the
-same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix.
+same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix and
+:class:`PhonemeDurationModel` says how long it takes to speak.
 """
 
 from resgen.networks.conditioning import ClassEmbedding
+from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.heads import Head, MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import (
     MaskedBackbone,
@@ -34,6 +36,7 @@ __all__ = [
     "MaskedTokenTransformerConfig",
     "MaskedTransformerConfig",
     "MixtureOfGaussiansHead",
+    "PhonemeDurationModel",
     "PhonemeEncoder",
     "RQTransformer",
     "RQTransformerConfig",

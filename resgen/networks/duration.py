@@ -1,0 +1,110 @@
+"""A small duration model: how many frames a text takes, at the speaking rate of a prompt.
+
+Each phoneme symbol ``p`` has a cost ``d_p`` (frames at the average speaking rate) and each
+speaker a rate factor ``r_s``, so an utterance of speaker ``s`` whose text holds ``c_p`` of each
+symbol lasts about ``r_s * sum_p c_p d_p`` frames. :meth:`PhonemeDurationModel.fit` estimates
+``d`` and the training speakers' ``r`` by alternating least squares; at inference the unseen
+speaker's rate comes from the prompt (its frames over its text's cost), so no speaker table is
+kept. Punctuation and word-boundary symbols get costs too, which is where pauses come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor, nn
+
+__all__ = ["PhonemeDurationModel"]
+
+
+def _counts(texts: list[Int[Tensor, " _"]], vocabulary: int) -> Tensor:
+    """``[len(texts), vocabulary]`` float64 symbol counts of each text."""
+    out = torch.zeros(len(texts), vocabulary, dtype=torch.float64)
+    for row, ids in enumerate(texts):
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
+            raise ValueError(f"text {row} holds ids outside 0..{vocabulary - 1}")
+        out[row].index_add_(0, ids.long(), torch.ones(len(ids), dtype=torch.float64))
+    return out
+
+
+class PhonemeDurationModel(nn.Module):
+    """Frames of a text from per-symbol costs, scaled to a prompt's speaking rate.
+
+    Args:
+        vocabulary: number of symbol ids.
+    """
+
+    def __init__(self, vocabulary: int) -> None:
+        super().__init__()
+        if vocabulary < 1:
+            raise ValueError(f"vocabulary must be >= 1, got {vocabulary}")
+        # frames per symbol at the average rate; uniform until fitted
+        self.register_buffer("cost", torch.ones(vocabulary, dtype=torch.float64))
+
+    @classmethod
+    def fit(
+        cls,
+        texts: list[Int[Tensor, " _"]],
+        frames: Sequence[float | int],
+        speakers: Sequence[str],
+        vocabulary: int,
+        iterations: int = 8,
+    ) -> PhonemeDurationModel:
+        """Estimate the symbol costs from training utterances.
+
+        Args:
+            texts: ``[phonemes_i]`` symbol ids of each utterance.
+            frames: frames (or seconds) of each utterance.
+            speakers: speaker of each utterance (each gets its own rate factor).
+            vocabulary: number of symbol ids.
+            iterations: rounds of alternating least squares (costs, then rates).
+
+        Raises:
+            ValueError: the lists differ in length or are empty, or a text holds an unknown id.
+        """
+        if not (len(texts) == len(frames) == len(speakers)) or not texts:
+            raise ValueError("fit needs as many texts, frame counts and speakers, at least one")
+        counts = _counts(texts, vocabulary)
+        target = torch.tensor(frames, dtype=torch.float64)
+        names = sorted(set(speakers))
+        speaker = torch.tensor([names.index(s) for s in speakers])
+        rate = torch.ones(len(names), dtype=torch.float64)
+        cost = torch.ones(vocabulary, dtype=torch.float64)
+        for _ in range(iterations):
+            design = counts * rate[speaker, None]
+            cost = torch.linalg.lstsq(design, target[:, None], driver="gelsd").solution[:, 0]
+            cost = cost.clamp_min(0.0)
+            spoken = counts @ cost
+            total = torch.zeros_like(rate).index_add_(0, speaker, spoken)
+            rate = torch.zeros_like(rate).index_add_(0, speaker, target) / total.clamp_min(1e-9)
+            rate = rate / rate.mean()
+        model = cls(vocabulary)
+        model.cost.copy_(cost)
+        return model
+
+    def cost_of(self, ids: Int[Tensor, " phonemes"]) -> float:
+        """Frames ``ids`` take at the average speaking rate."""
+        return float(_counts([ids], len(self.cost))[0] @ self.cost)
+
+    def forward(
+        self,
+        prompt: Int[Tensor, " prompt_phonemes"],
+        prompt_frames: int,
+        target: Int[Tensor, " target_phonemes"],
+    ) -> int:
+        """Frames of ``target`` spoken at the rate of a prompt.
+
+        Args:
+            prompt: ``[prompt_phonemes]`` symbol ids of the prompt's transcript.
+            prompt_frames: the prompt's frames.
+            target: ``[target_phonemes]`` symbol ids of the text to speak.
+
+        Returns:
+            The predicted frame count (at least 1).
+        """
+        prompt_cost = self.cost_of(prompt)
+        if prompt_cost <= 0:
+            raise ValueError("the prompt's transcript has no cost: it holds no spoken symbol")
+        return max(1, round(prompt_frames / prompt_cost * self.cost_of(target)))
