@@ -30,6 +30,7 @@ from attrs import evolve
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.vocoder import GriffinLimVocoder
+from resgen.eval.audio_io import load_audio
 from resgen.recipes import tts_synth
 from resgen.recipes.tts_corpus import read_manifest
 
@@ -77,7 +78,7 @@ def main() -> None:
     references = [records[i].text for i in items]
     probe = MelRVQVAE(base.codec)
     mels = tts_synth.load_mels(probe, records, corpus)
-    recorded = [tts_synth._read_wav(corpus / records[i].audio)[0] for i in items]
+    recorded = [load_audio(corpus / records[i].audio)[0] for i in items]
     bounds = {
         "recorded": word_error_rate(references, [asr.transcribe(a, 16000) for a in recorded]),
         "griffin_lim": word_error_rate(

@@ -858,22 +858,22 @@ def evaluate(
     vocoder = GriffinLimVocoder(codec.config.mel, iterations=config.vocoder_iterations)
     if config.duration == "model" and duration is None:
         raise ValueError("duration='model' needs the fitted duration model")
-    frames = [
-        len(t.tokens)
-        if config.duration == "given"
-        else predict_frames(p.text, len(p.tokens), t.text, duration)
-        for p, t in items
-    ]
-    frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
-
-    def length_error(model: PhonemeDurationModel | None) -> float:
-        """Mean ``|predicted / true - 1|`` of the targets' lengths."""
-        predicted = [predict_frames(p.text, len(p.tokens), t.text, model) for p, t in items]
-        return float(np.mean([abs(n / len(t.tokens) - 1) for n, (_, t) in zip(predicted, items)]))
-
-    length_errors = {"prompt-rate": length_error(None)}
+    predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}
     if duration is not None:
-        length_errors["model"] = length_error(duration)
+        predicted["model"] = [
+            predict_frames(p.text, len(p.tokens), t.text, duration) for p, t in items
+        ]
+    # how far each way of choosing the length is from the truth (mean |predicted / true - 1|)
+    length_errors = {
+        name: float(np.mean([abs(n / len(t.tokens) - 1) for n, (_, t) in zip(lengths, items)]))
+        for name, lengths in predicted.items()
+    }
+    frames = (
+        [len(t.tokens) for _, t in items]
+        if config.duration == "given"
+        else predicted[config.duration]
+    )
+    frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
     texts = [(p.text, t.text) for p, t in items]
     guider = ClassifierFreeGuidance(config.guidance_scale) if config.guidance_scale != 1 else None
     sampler = ResGenSampler(config.sampler, guider=guider)
