@@ -12,7 +12,7 @@ on sample ``t * hop``); a vocoder turns ``T`` frames back into ``T * hop`` sampl
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from attrs import asdict, field, frozen, validators
@@ -97,6 +97,20 @@ class MelConfig:
         return self.sample_rate / self.hop
 
     @property
+    def filterbank(self) -> dict[str, Any]:
+        """The mel filterbank's settings, as torchaudio's mel-scale functions name them
+        (``n_mels``, ``sample_rate``, ``f_min``, ``f_max``, ``norm``, ``mel_scale``): the analysis
+        and the vocoder's inverse must use the very same filters."""
+        return {
+            "n_mels": self.n_mels,
+            "sample_rate": self.sample_rate,
+            "f_min": self.f_min,
+            "f_max": self.fmax,
+            "norm": self.norm,
+            "mel_scale": self.mel_scale,
+        }
+
+    @property
     def silence(self) -> float:
         """The log-mel value of silence (``log(log_floor)``), used to fill padded frames."""
         return math.log(self.log_floor)
@@ -170,15 +184,7 @@ class LogMelSpectrogram(nn.Module):
         from torchaudio.functional import melscale_fbanks
 
         self.config = config = config if config is not None else MelConfig()
-        fbank = melscale_fbanks(
-            n_freqs=config.n_freqs,
-            f_min=config.f_min,
-            f_max=config.fmax,
-            n_mels=config.n_mels,
-            sample_rate=config.sample_rate,
-            norm=config.norm,
-            mel_scale=config.mel_scale,
-        )
+        fbank = melscale_fbanks(n_freqs=config.n_freqs, **config.filterbank)
         self.register_buffer("fbank", fbank, persistent=False)  # [n_freqs, n_mels]
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
 

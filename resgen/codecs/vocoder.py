@@ -80,15 +80,7 @@ class GriffinLimVocoder(nn.Module):
         self.iterations = iterations
         self.momentum = momentum
         self.rand_init = rand_init
-        self.inverse_mel = InverseMelScale(
-            n_stft=config.n_freqs,
-            n_mels=config.n_mels,
-            sample_rate=config.sample_rate,
-            f_min=config.f_min,
-            f_max=config.fmax,
-            norm=config.norm,
-            mel_scale=config.mel_scale,
-        )
+        self.inverse_mel = InverseMelScale(n_stft=config.n_freqs, **config.filterbank)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
 
     @property

@@ -25,7 +25,12 @@ from resgen.diffusion.masking import (
     split_embeddings,
 )
 from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, sample_mixture
-from resgen.diffusion.sampler import ResGenSampler, SamplerConfig, unmask_iteratively
+from resgen.diffusion.sampler import (
+    IterativeSampler,
+    ResGenSampler,
+    SamplerConfig,
+    unmask_iteratively,
+)
 from resgen.diffusion.schedules import (
     ArccosSchedule,
     CosineSchedule,
@@ -57,6 +62,7 @@ __all__ = [
     "Proposal",
     "QuantizationConfidence",
     "ResGenLoss",
+    "IterativeSampler",
     "ResGenSampler",
     "SamplerConfig",
     "TokenLoss",

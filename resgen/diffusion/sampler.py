@@ -7,9 +7,10 @@ network call, keep rule) is shared with the token-level baseline
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from attrs import field, frozen, validators
@@ -45,6 +46,7 @@ __all__ = [
     "initial_state",
     "guided_hidden",
     "unmask_iteratively",
+    "IterativeSampler",
     "ResGenSampler",
 ]
 
@@ -308,37 +310,28 @@ def unmask_iteratively(
     return tokens
 
 
-class ResGenSampler:
-    """Iterative ResGen sampling in a fixed number of steps, whatever the RVQ depth.
+class IterativeSampler(ABC):
+    """The samplers that unmask in a fixed number of steps T (ResGen's and the token-level
+    baseline's): :meth:`sample` runs :func:`unmask_iteratively` with the subclass's proposal step.
 
-    Each step runs the network once (on a doubled batch under guidance), samples a cumulative
-    embedding ``z`` for every position that still has masked depths, residual-quantizes it from the
-    position's first masked depth, scores the proposed tokens with a :class:`Confidence` rule and
-    reveals the best ones, coarse before fine, so that exactly the schedule's number of slots stays
-    masked. Given (prompt) tokens never change and ``k`` never increases. The loop itself is
-    :func:`unmask_iteratively`, shared with the token-level baseline.
+    Subclasses implement ``_propose(model, quantizer, hidden, tokens, counts, masked, generator)``
+    (the :class:`Proposer` signature with the model and quantizer first) and hold a ``config``
+    with ``steps``, ``schedule`` and ``gumbel_temperature``.
 
     Args:
-        config: a :class:`SamplerConfig`.
         guider: combines conditional and unconditional hidden states; ``None`` = no guidance.
-        confidence: the scoring rule (default: the one ``config.confidence`` names).
     """
 
-    def __init__(
-        self,
-        config: SamplerConfig | None = None,
-        guider: Guider | None = None,
-        confidence: Confidence | None = None,
-    ) -> None:
-        self.config = config or SamplerConfig()
+    config: Any
+
+    def __init__(self, guider: Guider | None = None) -> None:
         self.guider = guider
-        self.confidence = confidence or CONFIDENCE_RULES[self.config.confidence]()
 
     @torch.no_grad()
     def sample(
         self,
-        model: SamplingModel,
-        quantizer: SamplingQuantizer,
+        model: HiddenModel,
+        quantizer: DepthEmbedder,
         labels: Labels,
         length: int,
         *,
@@ -352,7 +345,8 @@ class ResGenSampler:
 
         Args:
             model: the network.
-            quantizer: the codec's quantizer (its codebooks turn embeddings into tokens).
+            quantizer: the codec's quantizer (its codebooks embed the known tokens and, for
+                ResGen, turn sampled embeddings into tokens).
             labels: ``[batch]`` class labels.
             length: number of positions L.
             prompt_tokens: ``[batch, length, depth]`` given tokens (with ``prompt_depths``).
@@ -360,7 +354,7 @@ class ResGenSampler:
                 (``depth`` = the whole position); given tokens are never changed.
             padding: ``[batch, length]`` padded positions (left untouched, never attended).
             generator: source of randomness; the same seed gives the same tokens.
-            callback: called after every step.
+            callback: called after every step with ``(step, tokens, counts)``.
         """
         cfg = self.config
         return unmask_iteratively(
@@ -379,6 +373,48 @@ class ResGenSampler:
             generator=generator,
             callback=callback,
         )
+
+    @abstractmethod
+    def _propose(
+        self,
+        model: Any,
+        quantizer: Any,
+        hidden: Hidden,
+        tokens: Tokens,
+        counts: MaskCounts,
+        masked: DepthMask,
+        generator: torch.Generator | None,
+    ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
+        """Proposed tokens and their confidence scores for one step (see :class:`Proposer`)."""
+
+
+class ResGenSampler(IterativeSampler):
+    """Iterative ResGen sampling in a fixed number of steps, whatever the RVQ depth.
+
+    Each step runs the network once (on a doubled batch under guidance), samples a cumulative
+    embedding ``z`` for every position that still has masked depths, residual-quantizes it from the
+    position's first masked depth, scores the proposed tokens with a :class:`Confidence` rule and
+    reveals the best ones, coarse before fine, so that exactly the schedule's number of slots stays
+    masked. Given (prompt) tokens never change and ``k`` never increases. The loop itself is
+    :func:`unmask_iteratively` (:meth:`IterativeSampler.sample`), shared with the token-level
+    baseline. ``model`` must be a :class:`SamplingModel` and ``quantizer`` a
+    :class:`SamplingQuantizer`.
+
+    Args:
+        config: a :class:`SamplerConfig`.
+        guider: combines conditional and unconditional hidden states; ``None`` = no guidance.
+        confidence: the scoring rule (default: the one ``config.confidence`` names).
+    """
+
+    def __init__(
+        self,
+        config: SamplerConfig | None = None,
+        guider: Guider | None = None,
+        confidence: Confidence | None = None,
+    ) -> None:
+        super().__init__(guider)
+        self.config = config or SamplerConfig()
+        self.confidence = confidence or CONFIDENCE_RULES[self.config.confidence]()
 
     def _propose(
         self,

@@ -9,7 +9,6 @@ loop, the initial state (prompts, padding) and guidance are shared with ResGen's
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -19,14 +18,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from resgen.diffusion.guidance import Guider
-from resgen.diffusion.sampler import (
-    DepthEmbedder,
-    HiddenModel,
-    StepCallback,
-    unmask_iteratively,
-)
+from resgen.diffusion.sampler import DepthEmbedder, HiddenModel, IterativeSampler
 from resgen.diffusion.schedules import CosineSchedule, MaskSchedule
-from resgen.typing import DepthMask, Hidden, Labels, MaskCounts, Padding, Tokens
+from resgen.typing import DepthMask, Hidden, MaskCounts, Tokens
 
 __all__ = ["sample_categorical", "TokenSamplerConfig", "TokenSamplingModel", "TokenSampler"]
 
@@ -104,13 +98,15 @@ class TokenSamplingModel(HiddenModel, Protocol):
         ...
 
 
-class TokenSampler:
+class TokenSampler(IterativeSampler):
     """MaskGIT-style sampling of the token-level baseline in a fixed number of steps.
 
     Each step runs the network once (on a doubled batch under guidance, combined on the hidden
     state as in ResGen's sampler), samples a token for every masked slot from its logits, and
     keeps the most confident (log-probability plus annealed Gumbel noise), coarse before fine, so
-    that exactly the schedule's number of slots stays masked. Given tokens never change.
+    that exactly the schedule's number of slots stays masked. Given tokens never change. The loop
+    is :meth:`~resgen.diffusion.sampler.IterativeSampler.sample`; ``model`` must be a
+    :class:`TokenSamplingModel`.
 
     Args:
         config: a :class:`TokenSamplerConfig`.
@@ -118,54 +114,8 @@ class TokenSampler:
     """
 
     def __init__(self, config: TokenSamplerConfig | None = None, guider: Guider | None = None):
+        super().__init__(guider)
         self.config = config or TokenSamplerConfig()
-        self.guider = guider
-
-    @torch.no_grad()
-    def sample(
-        self,
-        model: TokenSamplingModel,
-        quantizer: DepthEmbedder,
-        labels: Labels,
-        length: int,
-        *,
-        prompt_tokens: Tokens | None = None,
-        prompt_depths: MaskCounts | None = None,
-        padding: Padding | None = None,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tokens:
-        """Generate tokens ``[batch, length, depth]``.
-
-        Args:
-            model: the network.
-            quantizer: the codec's quantizer (its codebooks embed the known tokens).
-            labels: ``[batch]`` class labels.
-            length: number of positions L.
-            prompt_tokens: ``[batch, length, depth]`` given tokens (with ``prompt_depths``).
-            prompt_depths: ``[batch, length]`` how many coarse depths of each position are given
-                (``depth`` = the whole position); given tokens are never changed.
-            padding: ``[batch, length]`` padded positions (left untouched, never attended).
-            generator: source of randomness; the same seed gives the same tokens.
-            callback: called after every step with ``(step, tokens, counts)``.
-        """
-        cfg = self.config
-        return unmask_iteratively(
-            model,
-            quantizer,
-            labels,
-            length,
-            partial(self._propose, model, quantizer),
-            steps=cfg.steps,
-            schedule=cfg.schedule,
-            gumbel_temperature=cfg.gumbel_temperature,
-            guider=self.guider,
-            prompt_tokens=prompt_tokens,
-            prompt_depths=prompt_depths,
-            padding=padding,
-            generator=generator,
-            callback=callback,
-        )
 
     def _propose(
         self,

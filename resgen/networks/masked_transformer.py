@@ -34,6 +34,7 @@ class MaskedTransformerConfig:
         head_rank: bottleneck rank of the head's output projection.
         class_dropout: probability of training with the null label.
         min_scale: floor on the head's standard deviations.
+        dropout: residual dropout of every transformer block (training only).
     """
 
     length: int = field(validator=_pos)
@@ -47,6 +48,7 @@ class MaskedTransformerConfig:
     head_rank: int = field(default=128, validator=_pos)
     class_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     min_scale: float = field(default=1e-3, validator=_pos)
+    dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -71,6 +73,7 @@ class MaskedBackbone(nn.Module):
         layers: transformer blocks.
         heads: attention heads.
         class_dropout: probability of training with the null label.
+        dropout: residual dropout of every transformer block (training only).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class MaskedBackbone(nn.Module):
         layers: int,
         heads: int,
         class_dropout: float,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.length, self.depth, self.dim = length, depth, dim
@@ -93,7 +97,7 @@ class MaskedBackbone(nn.Module):
         # signal would drown the positions after layer norm.
         nn.init.normal_(self.count_embedding.weight, std=0.02)
         self.classes = ClassEmbedding(num_classes, width, class_dropout)
-        self.backbone = Transformer(width, layers, heads)
+        self.backbone = Transformer(width, layers, heads, dropout=dropout)
 
     @property
     def null_label(self) -> int:
@@ -197,7 +201,15 @@ class MaskedRVQTransformer(MixtureOutput, MaskedBackbone):
     def __init__(self, config: MaskedTransformerConfig) -> None:
         c = config
         super().__init__(
-            c.length, c.depth, c.dim, c.num_classes, c.width, c.layers, c.heads, c.class_dropout
+            c.length,
+            c.depth,
+            c.dim,
+            c.num_classes,
+            c.width,
+            c.layers,
+            c.heads,
+            c.class_dropout,
+            c.dropout,
         )
         self.config = config
         self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)

@@ -54,6 +54,7 @@ class RQTransformerConfig:
         heads: attention heads of both transformers.
         depth_layers: blocks of the depth transformer.
         class_dropout: probability of training with the null label.
+        dropout: residual dropout of every transformer block (training only).
     """
 
     length: int = field(validator=_pos)
@@ -65,6 +66,7 @@ class RQTransformerConfig:
     heads: int = field(default=4, validator=_pos)
     depth_layers: int = field(default=2, validator=_pos)
     class_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
+    dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -165,9 +167,9 @@ def _causal_block(
         if steps > 1:  # a chunk after cached steps: query t sees keys 0..start+t
             mask = torch.ones(steps, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    x = x + gate1 * block.proj(rearrange(h, "b h l c -> b l (h c)"))
+    x = x + gate1 * block.dropout(block.proj(rearrange(h, "b h l c -> b l (h c)")))
     h = block.norm2(x) * (1 + scale2) + shift2
-    return x + gate2 * block.mlp(h)
+    return x + gate2 * block.dropout(block.mlp(h))
 
 
 def causal_transformer(
@@ -227,8 +229,8 @@ class RQTransformer(nn.Module):
         self.position = nn.Parameter(torch.randn(c.length, c.width) * 0.02)
         self.depth_position = nn.Parameter(torch.randn(c.depth, c.width) * 0.02)
         self.classes = ClassEmbedding(c.num_classes, c.width, c.class_dropout)
-        self.spatial = Transformer(c.width, c.layers, c.heads)
-        self.depth_transformer = Transformer(c.width, c.depth_layers, c.heads)
+        self.spatial = Transformer(c.width, c.layers, c.heads, dropout=c.dropout)
+        self.depth_transformer = Transformer(c.width, c.depth_layers, c.heads, dropout=c.dropout)
         self.out_weight = nn.Parameter(torch.randn(c.depth, c.width, c.codes) * c.width**-0.5)
         self.out_bias = nn.Parameter(torch.zeros(c.depth, c.codes))
 

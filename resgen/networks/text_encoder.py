@@ -25,10 +25,17 @@ class PhonemeEncoder(nn.Module):
         layers: transformer blocks.
         heads: attention heads.
         max_phonemes: longest phoneme sequence.
+        dropout: residual dropout of the transformer's blocks (training only).
     """
 
     def __init__(
-        self, vocabulary: int, width: int, layers: int, heads: int, max_phonemes: int = 512
+        self,
+        vocabulary: int,
+        width: int,
+        layers: int,
+        heads: int,
+        max_phonemes: int = 512,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.vocabulary, self.max_phonemes = vocabulary, max_phonemes
@@ -36,7 +43,9 @@ class PhonemeEncoder(nn.Module):
         nn.init.normal_(self.tokens.weight, std=0.02)  # same scale as the position table
         self.position = nn.Parameter(torch.randn(1, max_phonemes, width) * 0.02)
         self.condition = nn.Parameter(torch.zeros(1, width))
-        self.transformer = Transformer(width, layers, heads) if layers > 0 else None
+        self.transformer = (
+            Transformer(width, layers, heads, dropout=dropout) if layers > 0 else None
+        )
 
     @property
     def null_id(self) -> int:

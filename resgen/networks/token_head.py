@@ -74,6 +74,7 @@ class MaskedTokenTransformerConfig:
         heads: attention heads.
         head_rank: bottleneck rank of the head's output projection.
         class_dropout: probability of training with the null label.
+        dropout: residual dropout of every transformer block (training only).
     """
 
     length: int = field(validator=_pos)
@@ -86,6 +87,7 @@ class MaskedTokenTransformerConfig:
     heads: int = field(default=4, validator=_pos)
     head_rank: int = field(default=128, validator=_pos)
     class_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
+    dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -107,7 +109,15 @@ class MaskedTokenTransformer(MaskedBackbone):
     def __init__(self, config: MaskedTokenTransformerConfig) -> None:
         c = config
         super().__init__(
-            c.length, c.depth, c.dim, c.num_classes, c.width, c.layers, c.heads, c.class_dropout
+            c.length,
+            c.depth,
+            c.dim,
+            c.num_classes,
+            c.width,
+            c.layers,
+            c.heads,
+            c.class_dropout,
+            c.dropout,
         )
         self.config = config
         self.head = TokenHead(c.width, c.depth, c.codes, c.head_rank)

@@ -22,10 +22,16 @@ class AdaLNBlock(nn.Module):
         width: model width.
         heads: attention heads (``width`` must be divisible by it).
         mlp_ratio: hidden size of the MLP relative to ``width``.
+        dropout: probability of zeroing an element of each sub-layer's output before it joins
+            the residual stream (training only; a regulariser for small datasets).
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
@@ -35,6 +41,7 @@ class AdaLNBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.dropout = nn.Dropout(dropout)
         self.modulation = nn.Linear(width, 6 * width)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
@@ -53,9 +60,9 @@ class AdaLNBlock(nn.Module):
         q, k, v = rearrange(self.qkv(h), "b l (three h c) -> three b h l c", three=3, h=self.heads)
         attn_mask = None if padding is None else ~padding[:, None, None, :]
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + gate1 * self.proj(rearrange(h, "b h l c -> b l (h c)"))
+        x = x + gate1 * self.dropout(self.proj(rearrange(h, "b h l c -> b l (h c)")))
         h = self.norm2(x) * (1 + scale2) + shift2
-        return x + gate2 * self.mlp(h)
+        return x + gate2 * self.dropout(self.mlp(h))
 
 
 class Transformer(nn.Module):
@@ -66,11 +73,16 @@ class Transformer(nn.Module):
         layers: number of blocks.
         heads: attention heads per block.
         mlp_ratio: MLP expansion.
+        dropout: residual dropout of every block (:class:`AdaLNBlock`).
     """
 
-    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(AdaLNBlock(width, heads, mlp_ratio) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            AdaLNBlock(width, heads, mlp_ratio, dropout) for _ in range(layers)
+        )
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(width, 2 * width)
         nn.init.zeros_(self.final_modulation.weight)

@@ -29,7 +29,7 @@ from resgen.networks.rq_transformer import (
     causal_transformer,
 )
 from resgen.networks.text_encoder import PhonemeEncoder
-from resgen.networks.tts_transformer import gather_frames, null_text
+from resgen.networks.tts_transformer import BoundPhonemes, gather_frames, null_text
 from resgen.typing import Labels, Tokens
 
 __all__ = ["TextRQTransformerConfig", "TextRQTransformer", "BoundTextRQ"]
@@ -60,6 +60,8 @@ class TextRQTransformerConfig:
         frame_text: also add to each speech position's input the encoded phoneme a uniform
             spread of the text puts there
             (:func:`~resgen.networks.tts_transformer.spread_text`).
+        dropout: residual dropout of every transformer block, text encoder included (training
+            only).
     """
 
     length: int = field(validator=_pos)
@@ -74,6 +76,7 @@ class TextRQTransformerConfig:
     max_phonemes: int = field(default=256, validator=_pos)
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = False
+    dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -101,9 +104,12 @@ class TextRQTransformer(nn.Module):
                 heads=c.heads,
                 depth_layers=c.depth_layers,
                 class_dropout=0.0,
+                dropout=c.dropout,
             )
         )
-        self.text = PhonemeEncoder(c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes)
+        self.text = PhonemeEncoder(
+            c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes, c.dropout
+        )
 
     @property
     def null_label(self) -> int:
@@ -190,7 +196,7 @@ class TextRQTransformer(nn.Module):
         return BoundTextRQ(self, phonemes, phoneme_padding, frame_text)
 
 
-class BoundTextRQ:
+class BoundTextRQ(BoundPhonemes):
     """A :class:`TextRQTransformer` with its phonemes bound: what
     :func:`~resgen.diffusion.ar_loss.ar_loss` (``__call__``) and
     :class:`~resgen.diffusion.ar_sampler.ARSampler` (``new_cache``, ``spatial_step``,
@@ -204,6 +210,8 @@ class BoundTextRQ:
         frame_text: ``[batch, length]`` phoneme index per position, or ``None``.
     """
 
+    model: TextRQTransformer
+
     def __init__(
         self,
         model: TextRQTransformer,
@@ -211,36 +219,18 @@ class BoundTextRQ:
         phoneme_padding: PhonemePadding,
         frame_text: FrameText | None = None,
     ) -> None:
-        if phonemes.shape != phoneme_padding.shape:
-            raise ValueError("phonemes and their padding differ in shape")
-        self.model = model
-        self.phonemes = phonemes
-        self.phoneme_padding = phoneme_padding
-        self.frame_text = frame_text
+        super().__init__(model, phonemes, phoneme_padding, frame_text)
         self._prefix = phonemes.shape[1]
         self._frame_inputs: Tensor | None = None  # the spread text of the sampled batch
-
-    @property
-    def null_label(self) -> int:
-        """Label of the unconditional model."""
-        return self.model.null_label
 
     @property
     def config(self) -> RQTransformerConfig:
         """The inner RQ-Transformer's configuration (its ``length`` and ``depth``)."""
         return self.model.rq.config
 
-    def _text(self, batch: int) -> tuple[Tensor, Tensor, Tensor | None]:
-        bound = self.phonemes.shape[0]
-        if batch % bound:
-            raise ValueError(f"a batch of {batch} rows for {bound} bound texts")
-        times = batch // bound
-        frame_text = None if self.frame_text is None else self.frame_text.repeat(times, 1)
-        return self.phonemes.repeat(times, 1), self.phoneme_padding.repeat(times, 1), frame_text
-
     def __call__(self, tokens: Tokens, labels: Labels) -> Float[Tensor, "batch length depth codes"]:
         """Teacher-forced logits (see :meth:`TextRQTransformer.forward`)."""
-        return self.model(tokens, labels, *self._text(tokens.shape[0]))
+        return self.model(tokens, labels, *self.repeated_text(tokens.shape[0]))
 
     def new_cache(self, labels: Labels) -> RQCache:
         """Sampling state for ``labels`` ``[batch]``, with the text already in the spatial cache.
@@ -254,7 +244,7 @@ class BoundTextRQ:
                 "utterance at a time"
             )
         rq = self.model.rq
-        phonemes, phoneme_padding, frame_text = self._text(labels.shape[0])
+        phonemes, phoneme_padding, frame_text = self.repeated_text(labels.shape[0])
         if self.model.config.frame_text and frame_text is None:
             raise ValueError("this network spreads the text over the frames: bind frame_text")
         _, text = self.model._condition(labels, phonemes, phoneme_padding)

@@ -28,7 +28,7 @@ import torch
 from attrs import asdict, field, frozen, validators
 from einops import repeat
 from jaxtyping import Bool, Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 
 from resgen.diffusion.mixture import MixtureParams
 from resgen.networks.heads import MixtureOfGaussiansHead
@@ -40,6 +40,7 @@ __all__ = [
     "TTSTransformerConfig",
     "TextToSpeechTransformer",
     "BoundText",
+    "BoundPhonemes",
     "TEXT_LABEL",
     "null_text",
     "spread_text",
@@ -76,6 +77,8 @@ class TTSTransformerConfig:
         min_scale: floor on the head's standard deviations.
         frame_text: also add to each speech position the encoded phoneme a uniform spread of
             the text puts there (:func:`spread_text`).
+        dropout: residual dropout of every transformer block, text encoder included (training
+            only; small corpora overfit without it).
     """
 
     length: int = field(validator=_pos)
@@ -92,6 +95,7 @@ class TTSTransformerConfig:
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     min_scale: float = field(default=1e-3, validator=_pos)
     frame_text: bool = False
+    dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -166,9 +170,13 @@ class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
         c = config
         # one "class": 0 = with text, 1 = the null label (no text); dropout is done here, on
         # the text and the label together, so the class embedding never drops on its own.
-        super().__init__(c.length, c.depth, c.dim, 1, c.width, c.layers, c.heads, 0.0)
+        super().__init__(
+            c.length, c.depth, c.dim, 1, c.width, c.layers, c.heads, 0.0, dropout=c.dropout
+        )
         self.config = config
-        self.text = PhonemeEncoder(c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes)
+        self.text = PhonemeEncoder(
+            c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes, c.dropout
+        )
         self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
 
     def text_hidden(
@@ -247,7 +255,61 @@ class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
         return BoundText(self, phonemes, phoneme_padding, frame_text)
 
 
-class BoundText:
+class BoundPhonemes:
+    """What the text-conditioned networks' bound views share: a batch's phonemes (and their
+    spread over the frames), repeated to whatever batch the caller runs.
+
+    Samplers under guidance run a batch ``k`` times the bound one (conditional rows, then the
+    null rows); :meth:`repeated_text` repeats the bound text to match.
+
+    Args:
+        model: the network (it has a ``null_label``).
+        phonemes: ``[batch, phonemes]`` ids.
+        phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
+        frame_text: ``[batch, length]`` phoneme index per position, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        phonemes: PhonemeIds,
+        phoneme_padding: PhonemePadding,
+        frame_text: FrameText | None = None,
+    ) -> None:
+        if phonemes.shape != phoneme_padding.shape:
+            raise ValueError(
+                f"phonemes {tuple(phonemes.shape)} and their padding "
+                f"{tuple(phoneme_padding.shape)} differ in shape"
+            )
+        if frame_text is not None and frame_text.shape[0] != phonemes.shape[0]:
+            raise ValueError(
+                f"frame_text has {frame_text.shape[0]} rows for {phonemes.shape[0]} texts"
+            )
+        self.model = model
+        self.phonemes = phonemes
+        self.phoneme_padding = phoneme_padding
+        self.frame_text = frame_text
+
+    @property
+    def null_label(self) -> int:
+        """The label of the unconditional (no text) model."""
+        return self.model.null_label
+
+    def repeated_text(self, batch: int) -> tuple[PhonemeIds, PhonemePadding, FrameText | None]:
+        """``(phonemes, phoneme_padding, frame_text)`` repeated to ``batch`` rows.
+
+        Raises:
+            ValueError: when ``batch`` is not a multiple of the bound rows.
+        """
+        bound = self.phonemes.shape[0]
+        if batch % bound:
+            raise ValueError(f"a batch of {batch} rows for {bound} bound texts")
+        times = batch // bound
+        frame_text = None if self.frame_text is None else self.frame_text.repeat(times, 1)
+        return self.phonemes.repeat(times, 1), self.phoneme_padding.repeat(times, 1), frame_text
+
+
+class BoundText(BoundPhonemes):
     """A :class:`TextToSpeechTransformer` with its batch's phonemes bound.
 
     Has the call signature of the class-conditional networks, ``(visible, counts, labels,
@@ -262,35 +324,7 @@ class BoundText:
         frame_text: ``[batch, length]`` phoneme index per position, or ``None``.
     """
 
-    def __init__(
-        self,
-        model: TextToSpeechTransformer,
-        phonemes: PhonemeIds,
-        phoneme_padding: PhonemePadding,
-        frame_text: FrameText | None = None,
-    ) -> None:
-        if phonemes.shape != phoneme_padding.shape:
-            raise ValueError(
-                f"phonemes {tuple(phonemes.shape)} and their padding "
-                f"{tuple(phoneme_padding.shape)} differ in shape"
-            )
-        self.model = model
-        self.phonemes = phonemes
-        self.phoneme_padding = phoneme_padding
-        self.frame_text = frame_text
-
-    @property
-    def null_label(self) -> int:
-        """The label of the unconditional (no text) model."""
-        return self.model.null_label
-
-    def _text(self, batch: int) -> tuple[Tensor, Tensor, Tensor | None]:
-        bound = self.phonemes.shape[0]
-        if batch % bound:
-            raise ValueError(f"a batch of {batch} rows for {bound} bound texts")
-        times = batch // bound
-        frame_text = None if self.frame_text is None else self.frame_text.repeat(times, 1)
-        return self.phonemes.repeat(times, 1), self.phoneme_padding.repeat(times, 1), frame_text
+    model: TextToSpeechTransformer
 
     def hidden(
         self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None
@@ -298,7 +332,7 @@ class BoundText:
         """Backbone output ``[batch, length, width]`` (see
         :meth:`TextToSpeechTransformer.text_hidden`)."""
         return self.model.text_hidden(
-            visible, counts, labels, padding, *self._text(visible.shape[0])
+            visible, counts, labels, padding, *self.repeated_text(visible.shape[0])
         )
 
     def mixture(self, hidden: Hidden) -> MixtureParams:

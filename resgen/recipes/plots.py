@@ -46,11 +46,19 @@ def save_loss_plot(
     path: str | Path,
     *,
     size: tuple[int, int] = (900, 300),
+    held_out: dict[str, list[tuple[int, float]]] | None = None,
 ) -> None:
-    """Save one panel per curve (``name -> [(step, loss), ...]``) side by side as a PNG."""
+    """Save one panel per curve (``name -> [(step, loss), ...]``) side by side as a PNG.
+
+    ``held_out`` adds a second curve (in grey, e.g. the loss on held-out data) to the panel of
+    the same name; both share the panel's axes.
+    """
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         raise ValueError("no loss curve to plot")
+    held_out = {k: v for k, v in (held_out or {}).items() if v}
+    if unknown := set(held_out) - set(curves):
+        raise ValueError(f"held-out curves without a training curve: {sorted(unknown)}")
     width, height = size
     panel = width // len(curves)
     image = Image.new("RGB", (panel * len(curves), height), "white")
@@ -58,8 +66,9 @@ def save_loss_plot(
     margin_left, margin_bottom, margin_top = 48, 24, 22
     for index, (name, points) in enumerate(curves.items()):
         x0 = index * panel
-        steps = [s for s, _ in points]
-        values = [v for _, v in points]
+        both = points + held_out.get(name, [])
+        steps = [s for s, _ in both]
+        values = [v for _, v in both]
         lo, hi = min(values), max(values)
         if math.isclose(lo, hi):
             lo, hi = lo - 1.0, hi + 1.0
@@ -67,20 +76,26 @@ def save_loss_plot(
         left, right = x0 + margin_left, x0 + panel - 10
         top, bottom = margin_top, height - margin_bottom
         draw.rectangle([left, top, right, bottom], outline="#888888")
-        draw.text((left, 4), f"{name} loss", fill="black")
+        title = f"{name} loss" + (" (grey: held out)" if name in held_out else "")
+        draw.text((left, 4), title, fill="black")
         draw.text((x0 + 2, top), f"{hi:.3g}", fill="#444444")
         draw.text((x0 + 2, bottom - 10), f"{lo:.3g}", fill="#444444")
         draw.text((left, bottom + 6), f"{s_lo}", fill="#444444")
         draw.text((right - 40, bottom + 6), f"step {s_hi}", fill="#444444")
-        xy = [
-            (
-                left + (s - s_lo) / (s_hi - s_lo) * (right - left),
-                bottom - (v - lo) / (hi - lo) * (bottom - top),
-            )
-            for s, v in points
-        ]
-        if len(xy) > 1:
-            draw.line(xy, fill=_COLOURS[index % len(_COLOURS)], width=2)
-        else:
-            draw.ellipse([xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2], fill="black")
+        for series, colour in (
+            (points, _COLOURS[index % len(_COLOURS)]),
+            (held_out.get(name, []), "#777777"),
+        ):
+            xy = [
+                (
+                    left + (s - s_lo) / (s_hi - s_lo) * (right - left),
+                    bottom - (v - lo) / (hi - lo) * (bottom - top),
+                )
+                for s, v in series
+            ]
+            if len(xy) > 1:
+                draw.line(xy, fill=colour, width=2)
+            elif xy:
+                x, y = xy[0]
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
     _save_atomic(image, Path(path))

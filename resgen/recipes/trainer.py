@@ -64,10 +64,13 @@ class StageResult:
     Attributes:
         history: ``[(step, loss), ...]`` logged losses of the whole stage (resumed runs included).
         seconds: wall time spent training in this stage (summed over resumed runs).
+        validation: ``[(step, loss), ...]`` of the stage's ``validate`` function (empty without
+            one): the loss on data the stage never trains on, to see over-fitting.
     """
 
     history: list[tuple[int, float]]
     seconds: float
+    validation: list[tuple[int, float]] = field(factory=list)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -155,6 +158,8 @@ def run_stage(
     *,
     log_every: int = 10,
     device: str | torch.device = "cpu",
+    validate: Callable[[], float] | None = None,
+    validate_every: int | None = None,
 ) -> StageResult:
     """Train ``modules`` with AdamW for ``spec.steps`` steps of ``loss_fn(step)``, resumably.
 
@@ -169,8 +174,17 @@ def run_stage(
         device: where the modules train (they are moved there first, see
             :func:`resolve_device`); ``loss_fn`` must return a loss computed there. Checkpoints
             are written from the CPU, so a stage resumes or loads on any device.
+        validate: optional held-out loss, called with the modules in eval mode and without
+            gradients after every ``validate_every`` steps (default: ``spec.checkpoint_every``)
+            and at the end; its values are the result's ``validation``. It must not train or
+            draw from the global random state the training uses (use its own generator).
+        validate_every: steps between validations.
     """
     device = resolve_device(device)
+    if validate_every is None:
+        validate_every = spec.checkpoint_every
+    if validate_every < 1:
+        raise ValueError(f"validate_every must be >= 1, got {validate_every}")
     for module in modules.values():
         module.to(device)
     final, latest = folder / "final", folder / "latest"
@@ -178,19 +192,38 @@ def run_stage(
         state = load_checkpoint(final, modules, config) or {}
         for module in modules.values():
             module.eval()
-        return StageResult(history=state.get("history", []), seconds=state.get("seconds", 0.0))
+        return StageResult(
+            history=state.get("history", []),
+            seconds=state.get("seconds", 0.0),
+            validation=state.get("validation", []),
+        )
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    start, history, seconds = 0, [], 0.0
+    start, history, seconds, validation = 0, [], 0.0, []
     if (latest / "config.json").is_file():
         state = load_checkpoint(latest, modules, config) or {}
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
-        start, history, seconds = (
+        start, history, seconds, validation = (
             state.get("step", 0),
             state.get("history", []),
             state.get("seconds", 0.0),
+            state.get("validation", []),
         )
+
+    def run_validation(step: int) -> float:
+        """Validate at ``step``; returns the seconds it took (not training time)."""
+        if validate is None:
+            return 0.0
+        began = time.perf_counter()
+        for module in modules.values():
+            module.eval()
+        with torch.no_grad():
+            validation.append((step, float(validate())))
+        for module in modules.values():
+            module.train()
+        return time.perf_counter() - began
+
     for module in modules.values():
         module.train()
 
@@ -200,6 +233,7 @@ def run_stage(
             "step": step,
             "history": history,
             "seconds": seconds,
+            "validation": validation,
         }
 
     bar = tqdm(range(start, spec.steps), desc=name, initial=start, total=spec.steps, leave=True)
@@ -219,13 +253,18 @@ def run_stage(
             bar.set_postfix(
                 loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.3g}" for k, v in extras.items()}
             )
+        if (step + 1) % validate_every == 0 and step + 1 < spec.steps:
+            tick += run_validation(step + 1)
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             now = time.perf_counter()
             seconds, tick = seconds + now - tick, now
             save_checkpoint(latest, modules, config, snapshot(step + 1))
     bar.close()
     seconds += time.perf_counter() - tick
-    save_checkpoint(final, modules, config, {"history": history, "seconds": seconds})
+    run_validation(spec.steps)
+    save_checkpoint(
+        final, modules, config, {"history": history, "seconds": seconds, "validation": validation}
+    )
     for module in modules.values():
         module.eval()
-    return StageResult(history=history, seconds=seconds)
+    return StageResult(history=history, seconds=seconds, validation=validation)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +55,7 @@ from tqdm.auto import tqdm
 from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer, PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
-from resgen.diffusion.ar_loss import ar_loss
+from resgen.diffusion.ar_loss import ARLoss, ar_loss
 from resgen.diffusion.ar_sampler import ARSampler, ARSamplerConfig
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.loss import ResGenObjective
@@ -71,7 +72,7 @@ from resgen.networks.tts_transformer import (
 )
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.plots import save_loss_plot
-from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
+from resgen.recipes.trainer import StageResult, StageSpec, batch_generator, run_stage
 from resgen.recipes.tts_alignment import (
     PhonemeFrontEnd,
     SpokenText,
@@ -525,6 +526,43 @@ def _by_speaker(utterances: list[Utterance]) -> dict[str, list[int]]:
     return out
 
 
+_HELD_OUT_BATCHES = 4
+"""Batches of the held-out loss (the same batches at every validation)."""
+
+
+def held_out_batches(
+    config: TTSSynthConfig, held_out: list[Utterance], max_length: int
+) -> list[TTSBatch]:
+    """Fixed batches of held-out utterances, drawn like the training batches (prompt pairs of
+    one speaker, or a single utterance with a given prefix); empty without utterances."""
+    if not held_out:
+        return []
+    speakers, size = _by_speaker(held_out), config.generator_stage.batch_size
+    return [
+        training_batch(
+            held_out,
+            speakers,
+            size,
+            config,
+            max_length,
+            torch.Generator().manual_seed(config.seed + 7 + i),
+        )
+        for i in range(_HELD_OUT_BATCHES)
+    ]
+
+
+def _mean_loss(
+    batches: list[TTSBatch], loss: Callable[[TTSBatch, torch.Generator], Tensor]
+) -> Callable[[], float] | None:
+    """The held-out loss: ``loss`` averaged over ``batches``, each with its own fixed seed (for
+    the masking), so successive validations differ only by the network."""
+    if not batches:
+        return None
+    return lambda: float(
+        np.mean([float(loss(b, torch.Generator().manual_seed(i))) for i, b in enumerate(batches)])
+    )
+
+
 def train_resgen(
     config: TTSSynthConfig,
     codec: MelRVQVAE,
@@ -533,8 +571,10 @@ def train_resgen(
     max_length: int,
     max_phonemes: int,
     folder: Path,
-) -> tuple[TextToSpeechTransformer, list[tuple[int, float]], float]:
-    """Stage 4: train ResGen's TTS network; returns it, its loss history and seconds."""
+    held_out: list[Utterance] | None = None,
+) -> tuple[TextToSpeechTransformer, StageResult]:
+    """Stage 4: train ResGen's TTS network; returns it and its stage result (loss history,
+    seconds, and the loss on ``held_out`` utterances, never trained on, every checkpoint)."""
     torch.manual_seed(config.seed + 2)
     net_config = TTSTransformerConfig(
         length=max_length,
@@ -555,15 +595,24 @@ def train_resgen(
     model = TextToSpeechTransformer(net_config)
     spec, speakers = config.generator_stage, _by_speaker(train)
 
+    def batch_loss(batch: TTSBatch, gen: torch.Generator) -> Tensor:
+        return prompted_resgen_loss(model, codec, batch, gen, config.objective)
+
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)
         batch = training_batch(train, speakers, spec.batch_size, config, max_length, gen)
-        return prompted_resgen_loss(model, codec, batch, gen, config.objective), {}
+        return batch_loss(batch, gen), {}
 
     result = run_stage(
-        "resgen", folder, {"resgen": model}, spec, loss_fn, {"network": net_config.to_dict()}
+        "resgen",
+        folder,
+        {"resgen": model},
+        spec,
+        loss_fn,
+        {"network": net_config.to_dict()},
+        validate=_mean_loss(held_out_batches(config, held_out or [], max_length), batch_loss),
     )
-    return model.eval(), result.history, result.seconds
+    return model.eval(), result
 
 
 def train_ar(
@@ -574,8 +623,10 @@ def train_ar(
     max_length: int,
     max_phonemes: int,
     folder: Path,
-) -> tuple[TextRQTransformer, list[tuple[int, float]], float]:
-    """Stage 5: train the autoregressive baseline on the same batches as ResGen."""
+    held_out: list[Utterance] | None = None,
+) -> tuple[TextRQTransformer, StageResult]:
+    """Stage 5: train the autoregressive baseline on the same batches as ResGen (and validate
+    it on the same held-out batches)."""
     torch.manual_seed(config.seed + 3)
     net_config = TextRQTransformerConfig(
         length=max_length,
@@ -590,26 +641,33 @@ def train_ar(
     model = TextRQTransformer(net_config)
     spec, speakers = config.generator_stage, _by_speaker(train)
 
+    def batch_loss(batch: TTSBatch) -> ARLoss:
+        labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
+        bound = model.bind(
+            batch.phonemes,
+            batch.phoneme_padding,
+            batch.frame_text if config.frame_text else None,
+        )
+        return ar_loss(bound, batch.tokens, labels, padding=batch.padding)
+
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)  # the very batches ResGen sees
         batch = training_batch(train, speakers, spec.batch_size, config, max_length, gen)
-        labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
-        out = ar_loss(
-            model.bind(
-                batch.phonemes,
-                batch.phoneme_padding,
-                batch.frame_text if config.frame_text else None,
-            ),
-            batch.tokens,
-            labels,
-            padding=batch.padding,
-        )
+        out = batch_loss(batch)
         return out.loss, {"acc": out.accuracy}
 
     result = run_stage(
-        "ar", folder, {"ar": model}, spec, loss_fn, {"network": net_config.to_dict()}
+        "ar",
+        folder,
+        {"ar": model},
+        spec,
+        loss_fn,
+        {"network": net_config.to_dict()},
+        validate=_mean_loss(
+            held_out_batches(config, held_out or [], max_length), lambda b, _: batch_loss(b).loss
+        ),
     )
-    return model.eval(), result.history, result.seconds
+    return model.eval(), result
 
 
 # --------------------------------------------------------------------------- synthesis
@@ -1056,10 +1114,10 @@ def run(
 
     tick = time.perf_counter()
     args = (config, codec, train, len(vocabulary), max_length, max_phonemes)
-    resgen, resgen_history, resgen_train_seconds = train_resgen(*args, out / "resgen")
+    resgen, resgen_stage = train_resgen(*args, out / "resgen", held_out=test)
     wall["resgen"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    ar, ar_history, ar_train_seconds = train_ar(*args, out / "ar")
+    ar, ar_stage = train_ar(*args, out / "ar", held_out=test)
     wall["ar"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -1070,10 +1128,14 @@ def run(
     save_loss_plot(
         {
             "codec": codec_history,
-            "resgen (nats/dim)": resgen_history,
-            "ar (nats/token)": ar_history,
+            "resgen (nats/dim)": resgen_stage.history,
+            "ar (nats/token)": ar_stage.history,
         },
         out / "loss.png",
+        held_out={
+            "resgen (nats/dim)": resgen_stage.validation,
+            "ar (nats/token)": ar_stage.validation,
+        },
     )
     metrics = {
         **results,
@@ -1084,12 +1146,15 @@ def run(
         "guidance_scale": config.guidance_scale,
         "ar_guidance_scale": config.ar_guidance_scale,
         "codec_final_loss": codec_history[-1][1] if codec_history else None,
-        "resgen_final_loss": resgen_history[-1][1] if resgen_history else None,
-        "ar_final_loss": ar_history[-1][1] if ar_history else None,
+        "resgen_final_loss": resgen_stage.history[-1][1] if resgen_stage.history else None,
+        "ar_final_loss": ar_stage.history[-1][1] if ar_stage.history else None,
+        # the same losses on fixed batches of the held-out speakers, at every checkpoint
+        "resgen_held_out_loss": resgen_stage.validation,
+        "ar_held_out_loss": ar_stage.validation,
         "generator_steps": config.generator_stage.steps,
         "generator_batch_size": config.generator_stage.batch_size,
-        "resgen_train_seconds": resgen_train_seconds,
-        "ar_train_seconds": ar_train_seconds,
+        "resgen_train_seconds": resgen_stage.seconds,
+        "ar_train_seconds": ar_stage.seconds,
         "resgen_parameters": sum(p.numel() for p in resgen.parameters()),
         "ar_parameters": sum(p.numel() for p in ar.parameters()),
         "codec_depth": codec.depth,

@@ -79,3 +79,81 @@ def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
     # The previous checkpoint is intact and no temporary folder is left behind.
     assert load_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, {"v": 1}) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_validation_runs_in_eval_mode_and_survives_a_resume(tmp_path: Path) -> None:
+    held_out = torch.randn(16, 3)
+    seen_modes: list[bool] = []
+
+    def validate_for(model: nn.Module):  # noqa: ANN202
+        def validate() -> float:
+            seen_modes.append(model.training)
+            assert not torch.is_grad_enabled()
+            return float(
+                ((model(held_out) - held_out @ torch.tensor([[1.0], [-2.0], [0.5]])) ** 2).mean()
+            )
+
+        return validate
+
+    torch.manual_seed(0)
+    straight = nn.Linear(3, 1)
+    result = run_stage(
+        "s",
+        tmp_path / "a",
+        {"m": straight},
+        SPEC,
+        _loss_fn(straight),
+        {"v": 1},
+        validate=validate_for(straight),
+    )
+    # every checkpoint (10, 20) and the end (30); training mode restored in between
+    assert [step for step, _ in result.validation] == [10, 20, SPEC.steps]
+    assert seen_modes == [False, False, False] and not straight.training
+    assert result.validation[-1][1] < result.validation[0][1]  # it learns the held-out map
+
+    torch.manual_seed(0)
+    interrupted = nn.Linear(3, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(
+            "s",
+            tmp_path / "b",
+            {"m": interrupted},
+            SPEC,
+            _loss_fn(interrupted, 25),
+            {"v": 1},
+            validate=validate_for(interrupted),
+        )
+    resumed = nn.Linear(3, 1)
+    again = run_stage(
+        "s",
+        tmp_path / "b",
+        {"m": resumed},
+        SPEC,
+        _loss_fn(resumed),
+        {"v": 1},
+        validate=validate_for(resumed),
+    )
+    assert [s for s, _ in again.validation] == [10, 20, SPEC.steps]
+    assert [v for _, v in again.validation] == pytest.approx(
+        [v for _, v in result.validation], abs=1e-5
+    )
+    # a finished stage loads its validation history without validating again
+    loaded = run_stage(
+        "s", tmp_path / "b", {"m": nn.Linear(3, 1)}, SPEC, _loss_fn(resumed), {"v": 1}
+    )
+    assert loaded.validation == again.validation
+
+
+def test_validate_every_must_be_positive(tmp_path: Path) -> None:
+    model = nn.Linear(3, 1)
+    with pytest.raises(ValueError, match="validate_every"):
+        run_stage(
+            "s",
+            tmp_path,
+            {"m": model},
+            SPEC,
+            _loss_fn(model),
+            {"v": 1},
+            validate=lambda: 0.0,
+            validate_every=-1,
+        )

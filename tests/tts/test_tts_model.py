@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from jaxtyping import TypeCheckError
 
 from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer
@@ -259,3 +260,53 @@ def test_synthesize_generates_the_requested_frames(
         vocoder_iterations=2,
     )
     assert audio.shape == (5 * codec.samples_per_token,)
+
+
+def test_bound_text_repeats_for_guidance_and_rejects_mismatches() -> None:
+    phonemes, phoneme_padding, frame_text = _text()
+    for bound in (
+        _tts().bind(phonemes, phoneme_padding, frame_text),
+        _ar().bind(phonemes, phoneme_padding, frame_text),
+    ):
+        ids, pad, frames = bound.repeated_text(4)  # the doubled batch of guidance
+        assert torch.equal(ids, torch.cat([phonemes, phonemes]))
+        assert torch.equal(pad, torch.cat([phoneme_padding, phoneme_padding]))
+        assert frames is not None and torch.equal(frames, torch.cat([frame_text, frame_text]))
+        assert bound.null_label == 1
+        with pytest.raises(ValueError, match="3 rows for 2 bound texts"):
+            bound.repeated_text(3)
+    # mismatched shapes: the shape check of the test suite, or the bind's own ValueError
+    with pytest.raises((ValueError, TypeCheckError)):
+        _tts().bind(phonemes, phoneme_padding[:, :3])
+    with pytest.raises((ValueError, TypeCheckError)):
+        _ar().bind(phonemes, phoneme_padding, frame_text[:1])
+
+
+@pytest.mark.parametrize("make", [_tts, _ar])
+def test_dropout_acts_in_training_only(make) -> None:  # noqa: ANN001
+    config = make().config
+    settings = {**config.to_dict(), "text_dropout": 0.0}  # only the residual dropout varies
+    plain = type(make())(type(config)(**settings))
+    for p in plain.parameters():  # adaLN-Zero starts as the identity; make the blocks act
+        torch.nn.init.normal_(p, std=0.05)
+    dropped = type(plain)(type(config)(**{**settings, "dropout": 0.5}))
+    dropped.load_state_dict(plain.state_dict())
+    phonemes, phoneme_padding, frame_text = _text()
+    tokens = torch.randint(0, CODES, (2, 14, DEPTH))
+    visible, counts = torch.randn(2, 14, DIM), torch.full((2, 14), DEPTH)
+    labels = torch.zeros(2, dtype=torch.long)
+
+    def run(model: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            if isinstance(model, TextToSpeechTransformer):
+                return model.text_hidden(
+                    visible, counts, labels, None, phonemes, phoneme_padding, frame_text
+                )
+            return model(tokens, labels, phonemes, phoneme_padding, frame_text)
+
+    reference = run(plain.eval())
+    assert torch.equal(run(plain.train()), reference)  # nothing random without dropout
+    assert torch.equal(run(dropped.eval()), reference)
+    assert not torch.allclose(run(dropped.train()), reference)
+    with pytest.raises(ValueError, match="dropout"):
+        type(config)(**{**settings, "dropout": 1.0})

@@ -66,6 +66,10 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
         assert rows["truth"]["wer"] < 0.5
     assert metrics["resgen_rtf"] > 0 and metrics["ar_rtf"] > 0
     assert metrics["duration"] == "model" and (out / "duration.json").is_file()
+    steps = PRESETS["smoke"].generator_stage.steps
+    for name in ("resgen_held_out_loss", "ar_held_out_loss"):  # at the checkpoint and the end
+        assert [step for step, _ in metrics[name]] == [5, steps], name
+        assert all(np.isfinite(value) for _, value in metrics[name])
 
 
 def _speak(run_dir: Path, tmp_path: Path) -> tuple[list[str], Path, Path]:
