@@ -21,6 +21,9 @@ __all__ = [
     "Labels",
     "Hidden",
     "Images",
+    "PhonemeIds",
+    "PhonemePadding",
+    "FrameText",
 ]
 
 Tokens = Int[Tensor, "batch length depth"]
@@ -52,3 +55,12 @@ Hidden = Float[Tensor, "batch length width"]
 
 Images = Float[Tensor, "batch channels height width"]
 """Images in ``[-1, 1]``, channels-first as torch convolutions expect."""
+
+PhonemeIds = Int[Tensor, "batch phonemes"]
+"""Phoneme ids of the text-to-speech networks (0 = padding)."""
+
+PhonemePadding = Bool[Tensor, "batch phonemes"]
+"""``True`` at padded phonemes."""
+
+FrameText = Int[Tensor, "batch length"]
+"""Index of the phoneme laid over each speech position (``-1`` = none)."""

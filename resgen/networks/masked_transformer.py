@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from attrs import asdict, field, frozen, validators
 from jaxtyping import Bool, Float, Int
@@ -13,7 +15,13 @@ from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.networks.transformer import Transformer
 from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
 
-__all__ = ["MaskedTransformerConfig", "MaskedBackbone", "MixtureOutput", "MaskedRVQTransformer"]
+__all__ = [
+    "MaskedTransformerConfig",
+    "MaskedBackbone",
+    "MixtureOutput",
+    "MaskedRVQTransformer",
+    "backbone_settings",
+]
 
 _pos = validators.gt(0)
 
@@ -53,6 +61,25 @@ class MaskedTransformerConfig:
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
         return asdict(self)
+
+
+_BACKBONE_FIELDS = (
+    "length",
+    "depth",
+    "dim",
+    "num_classes",
+    "width",
+    "layers",
+    "heads",
+    "class_dropout",
+    "dropout",
+)
+
+
+def backbone_settings(config: object) -> dict[str, Any]:
+    """The :class:`MaskedBackbone` arguments held by a network configuration whose fields carry
+    the same names (:class:`MaskedTransformerConfig` and the token baseline's)."""
+    return {name: getattr(config, name) for name in _BACKBONE_FIELDS}
 
 
 class MaskedBackbone(nn.Module):
@@ -200,17 +227,7 @@ class MaskedRVQTransformer(MixtureOutput, MaskedBackbone):
 
     def __init__(self, config: MaskedTransformerConfig) -> None:
         c = config
-        super().__init__(
-            c.length,
-            c.depth,
-            c.dim,
-            c.num_classes,
-            c.width,
-            c.layers,
-            c.heads,
-            c.class_dropout,
-            c.dropout,
-        )
+        super().__init__(**backbone_settings(c))
         self.config = config
         self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
 

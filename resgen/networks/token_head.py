@@ -14,7 +14,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from resgen.networks.masked_transformer import MaskedBackbone
+from resgen.networks.masked_transformer import MaskedBackbone, backbone_settings
 from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
 
 __all__ = ["TokenLogits", "TokenHead", "MaskedTokenTransformerConfig", "MaskedTokenTransformer"]
@@ -108,17 +108,7 @@ class MaskedTokenTransformer(MaskedBackbone):
 
     def __init__(self, config: MaskedTokenTransformerConfig) -> None:
         c = config
-        super().__init__(
-            c.length,
-            c.depth,
-            c.dim,
-            c.num_classes,
-            c.width,
-            c.layers,
-            c.heads,
-            c.class_dropout,
-            c.dropout,
-        )
+        super().__init__(**backbone_settings(c))
         self.config = config
         self.head = TokenHead(c.width, c.depth, c.codes, c.head_rank)
 

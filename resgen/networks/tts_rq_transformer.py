@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from attrs import asdict, field, frozen, validators
 from einops import rearrange, repeat
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from resgen.networks.rq_transformer import (
@@ -30,15 +30,11 @@ from resgen.networks.rq_transformer import (
 )
 from resgen.networks.text_encoder import PhonemeEncoder
 from resgen.networks.tts_transformer import BoundPhonemes, gather_frames, null_text
-from resgen.typing import Labels, Tokens
+from resgen.typing import FrameText, Labels, PhonemeIds, PhonemePadding, Tokens
 
 __all__ = ["TextRQTransformerConfig", "TextRQTransformer", "BoundTextRQ"]
 
 _pos = validators.gt(0)
-
-PhonemeIds = Int[Tensor, "batch phonemes"]
-PhonemePadding = Bool[Tensor, "batch phonemes"]
-FrameText = Int[Tensor, "batch length"]
 
 
 @frozen

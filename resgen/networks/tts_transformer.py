@@ -27,14 +27,23 @@ from __future__ import annotations
 import torch
 from attrs import asdict, field, frozen, validators
 from einops import repeat
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from resgen.diffusion.mixture import MixtureParams
 from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import MaskedBackbone, MixtureOutput
 from resgen.networks.text_encoder import PhonemeEncoder
-from resgen.typing import Hidden, Labels, Latents, MaskCounts, Padding
+from resgen.typing import (
+    FrameText,
+    Hidden,
+    Labels,
+    Latents,
+    MaskCounts,
+    Padding,
+    PhonemeIds,
+    PhonemePadding,
+)
 
 __all__ = [
     "TTSTransformerConfig",
@@ -51,10 +60,6 @@ _pos = validators.gt(0)
 
 TEXT_LABEL = 0
 """The label of a row that sees its text (the conditional model)."""
-
-PhonemeIds = Int[Tensor, "batch phonemes"]
-PhonemePadding = Bool[Tensor, "batch phonemes"]
-FrameText = Int[Tensor, "batch length"]
 
 
 @frozen

@@ -102,6 +102,8 @@ __all__ = [
     "target_frames",
     "predict_frames",
     "fit_duration",
+    "choose_eval_items",
+    "held_out_batches",
     "synthesize",
     "evaluate",
     "load_trained",
@@ -178,7 +180,7 @@ class TTSSynthConfig:
         }
     )
     generator_stage: StageSpec = field(
-        factory=lambda: StageSpec(steps=2400, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
+        factory=lambda: StageSpec(steps=800, batch_size=16, lr=1e-3, weight_decay=0.01, warmup=100)
     )
     objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
@@ -881,7 +883,7 @@ def _evaluators(config: TTSSynthConfig) -> tuple[Any, Any]:
     return asr, speaker
 
 
-def _choose_eval_items(
+def choose_eval_items(
     test: list[Utterance], config: TTSSynthConfig, frame_rate: float
 ) -> list[tuple[Utterance, Utterance]]:
     """``(prompt, target)`` pairs: per held-out speaker, the prompt is its utterance nearest to
@@ -912,7 +914,7 @@ def evaluate(
     """Stage 6: generate for the held-out speakers, write WAVs, score every row (``duration``
     is needed when ``config.duration == "model"``)."""
     rate = codec.sample_rate
-    items = _choose_eval_items(test, config, codec.frame_rate)
+    items = choose_eval_items(test, config, codec.frame_rate)
     vocoder = GriffinLimVocoder(codec.config.mel, iterations=config.vocoder_iterations)
     if config.duration == "model" and duration is None:
         raise ValueError("duration='model' needs the fitted duration model")
