@@ -242,8 +242,8 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each under an hour on 2 cores) and ``smoke``
-(about a minute)."""
+"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each about 20 minutes on 2 cores, the corpus
+built) and ``smoke`` (about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
