@@ -33,17 +33,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.phonemes import PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.masking import split_embeddings
 from resgen.diffusion.mixture import mixture_log_prob
-from resgen.networks.tts_transformer import TEXT_LABEL, spread_text
+from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
 from resgen.recipes import tts_synth
 from resgen.recipes.tts_alignment import corpus_alignments, spoken_alignment
 from resgen.recipes.tts_corpus import read_manifest
 
 
-def frame_table(codec, utterances: list[tts_synth.Utterance]) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+def frame_table(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> tuple[Tensor, Tensor]:
     """Phone id ``[frames]`` and cumulative embedding ``[frames, dim]`` of every frame."""
     labels = [u.text.ids[spread_text([u.segment], len(u.tokens))] for u in utterances]
     embeddings = [codec.quantizer.embed(u.tokens[None]).sum(-2)[0] for u in utterances]
@@ -55,7 +56,12 @@ def gaussian_nll(mean: Tensor, var: Tensor, x: Tensor) -> float:
     return float((0.5 * (math.log(2 * math.pi) + var.log() + (x - mean) ** 2 / var)).mean())
 
 
-def full_mask_nll(model, codec, batch: tts_synth.TTSBatch, other_text: bool = False) -> float:  # noqa: ANN001
+def full_mask_nll(
+    model: TextToSpeechTransformer,
+    codec: MelRVQVAE,
+    batch: tts_synth.TTSBatch,
+    other_text: bool = False,
+) -> float:
     """Exact mixture NLL per dimension of every target position with all depths masked."""
     phonemes, padding, frames = batch.phonemes, batch.phoneme_padding, batch.frame_text
     if other_text:  # each row reads the next row's text (and its timing)
