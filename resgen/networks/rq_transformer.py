@@ -167,9 +167,9 @@ def _causal_block(
         if steps > 1:  # a chunk after cached steps: query t sees keys 0..start+t
             mask = torch.ones(steps, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    x = x + gate1 * block.dropout(block.proj(rearrange(h, "b h l c -> b l (h c)")))
+    x = x + gate1 * block.drop_residual(block.proj(rearrange(h, "b h l c -> b l (h c)")))
     h = block.norm2(x) * (1 + scale2) + shift2
-    return x + gate2 * block.dropout(block.mlp(h))
+    return x + gate2 * block.drop_residual(block.mlp(h))
 
 
 def causal_transformer(

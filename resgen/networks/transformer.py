@@ -60,9 +60,15 @@ class AdaLNBlock(nn.Module):
         q, k, v = rearrange(self.qkv(h), "b l (three h c) -> three b h l c", three=3, h=self.heads)
         attn_mask = None if padding is None else ~padding[:, None, None, :]
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + gate1 * self.dropout(self.proj(rearrange(h, "b h l c -> b l (h c)")))
+        x = x + gate1 * self.drop_residual(self.proj(rearrange(h, "b h l c -> b l (h c)")))
         h = self.norm2(x) * (1 + scale2) + shift2
-        return x + gate2 * self.dropout(self.mlp(h))
+        return x + gate2 * self.drop_residual(self.mlp(h))
+
+    def drop_residual(self, x: Hidden) -> Hidden:
+        """Residual dropout of a sub-layer's output ``[batch, length, width]``; ``x`` itself
+        outside training or at rate 0 (no module call: the AR sampler runs blocks thousands of
+        times per sample)."""
+        return self.dropout(x) if self.training and self.dropout.p > 0 else x
 
 
 class Transformer(nn.Module):
