@@ -14,13 +14,23 @@ latent frame has a phone label (the synthesiser's timing). This script measures:
    network when every target depth is masked and the prompt is given, on fixed batches of the
    held-out speakers (with their own text, and with another row's text) and of the training
    speakers. A gap between the two sets is over-fitting; a small gap between own and other
-   text means the network barely reads the text.
+   text means the network barely reads the text. Also the R^2 of the mixture's mean on the
+   held-out frames (comparable with the phone table's).
+4. **The network's mean spoken**: for the same held-out targets (prompt given, true timing),
+   the mixture mean at full masking, quantised, decoded, vocoded and transcribed: what the
+   network predicts before any sampling.
+5. **A plain regressor** (``--regressor-steps N``, 0 to skip): phone embeddings on the frames
+   plus the prompt's mean embedding, six residual convolution blocks
+   (:class:`~resgen.networks.frame_conv.FrameConvStack`), trained with squared error on the
+   training speakers for ``N`` steps of 16 pairs: its held-out R^2 and its speech, the same
+   way. It shows what a deterministic predictor of these tokens reaches with the same inputs.
 
 Prints each figure and, last, one JSON line with all of them.
 
 Usage::
 
     python benchmarks/tts_probe.py --run runs/tts-aligned --data-dir PATH/TO/corpus [--decode 12]
+        [--regressor-steps 1000]
 """
 
 from __future__ import annotations
@@ -31,13 +41,14 @@ import math
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.phonemes import PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.masking import split_embeddings
-from resgen.diffusion.mixture import mixture_log_prob
+from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, mixture_mean
+from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
 from resgen.recipes import tts_synth
 from resgen.recipes.tts_alignment import corpus_alignments, spoken_alignment
@@ -51,18 +62,83 @@ def frame_table(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> tupl
     return torch.cat(labels), torch.cat(embeddings)
 
 
+class FrameRegressor(nn.Module):
+    """Aligned phone ids ``[batch, length]`` and a speaker vector ``[batch, dim]`` (the prompt's
+    mean embedding) to the cumulative embedding of every frame ``[batch, length, dim]``."""
+
+    def __init__(self, phones: int, dim: int, width: int = 192, layers: int = 6) -> None:
+        super().__init__()
+        self.phone = nn.Embedding(phones, width)
+        self.speaker = nn.Linear(dim, width)
+        self.convs = FrameConvStack(width, layers)
+        self.out = nn.Linear(width, dim)
+
+    def forward(self, phones: Tensor, padding: Tensor, speaker: Tensor) -> Tensor:
+        return self.out(self.convs(self.phone(phones) + self.speaker(speaker)[:, None], padding))
+
+
+def regressor_batch(
+    codec: MelRVQVAE, pairs: list[tuple[tts_synth.Utterance, tts_synth.Utterance]]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(phones, padding, speaker, target)`` of ``(prompt, target)`` pairs."""
+    longest = max(len(t.tokens) for _, t in pairs)
+    phones = torch.zeros(len(pairs), longest, dtype=torch.long)
+    target = torch.zeros(len(pairs), longest, codec.quantizer.dim)
+    for row, (_, t) in enumerate(pairs):
+        labels, embeddings = frame_table(codec, [t])
+        phones[row, : len(labels)], target[row, : len(labels)] = labels, embeddings
+    padding = (
+        torch.arange(longest)[None] >= torch.tensor([len(t.tokens) for _, t in pairs])[:, None]
+    )
+    speaker = torch.stack([frame_table(codec, [p])[1].mean(0) for p, _ in pairs])
+    return phones, padding, speaker, target
+
+
+def train_regressor(
+    codec: MelRVQVAE, train: list[tts_synth.Utterance], phones: int, steps: int
+) -> FrameRegressor:
+    """Fit a :class:`FrameRegressor` on ``(other utterance of the speaker, utterance)`` pairs."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    by_speaker: dict[str, list[tts_synth.Utterance]] = {}
+    for u in train:
+        by_speaker.setdefault(u.record.speaker, []).append(u)
+    regressor = FrameRegressor(phones, codec.quantizer.dim)
+    optimizer = torch.optim.AdamW(regressor.parameters(), lr=1e-3, weight_decay=0.01)
+    for _ in range(steps):
+        pairs = []
+        for i in torch.randint(len(train), (16,), generator=generator).tolist():
+            mates = by_speaker[train[i].record.speaker]
+            pick = int(torch.randint(len(mates), (1,), generator=generator))
+            pairs.append((mates[pick], train[i]))
+        phones_, padding, speaker, target = regressor_batch(codec, pairs)
+        error = (regressor(phones_, padding, speaker) - target)[~padding]
+        optimizer.zero_grad()
+        error.pow(2).mean().backward()
+        optimizer.step()
+    return regressor.eval()
+
+
+def r_squared(predicted: Tensor, truth: Tensor) -> float:
+    """Fraction of the variance of ``truth`` ``[frames, dim]`` that ``predicted`` explains."""
+    residual = ((predicted - truth) ** 2).sum()
+    return float(1 - residual / ((truth - truth.mean(0)) ** 2).sum())
+
+
 def gaussian_nll(mean: Tensor, var: Tensor, x: Tensor) -> float:
     """Mean diagonal-Gaussian NLL per dimension."""
     return float((0.5 * (math.log(2 * math.pi) + var.log() + (x - mean) ** 2 / var)).mean())
 
 
-def full_mask_nll(
+def full_mask_mixture(
     model: TextToSpeechTransformer,
     codec: MelRVQVAE,
     batch: tts_synth.TTSBatch,
     other_text: bool = False,
-) -> float:
-    """Exact mixture NLL per dimension of every target position with all depths masked."""
+) -> tuple[MixtureParams, Tensor, Tensor]:
+    """The network's mixture at every position when every target depth is masked (the prompt
+    given), the true cumulative embedding ``[batch, length, dim]`` and the scored (target)
+    positions ``[batch, length]``."""
     phonemes, padding, frames = batch.phonemes, batch.phoneme_padding, batch.frame_text
     if other_text:  # each row reads the next row's text (and its timing)
         phonemes, padding, frames = (t.roll(1, 0) for t in (phonemes, padding, frames))
@@ -72,7 +148,17 @@ def full_mask_nll(
     visible, target = split_embeddings(codec.quantizer.embed(batch.tokens), counts)
     labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
     mixture = model.bind(phonemes, padding, frames)(visible, counts, labels, batch.padding)
-    scored = counts > 0
+    return mixture, target, counts > 0
+
+
+def full_mask_nll(
+    model: TextToSpeechTransformer,
+    codec: MelRVQVAE,
+    batch: tts_synth.TTSBatch,
+    other_text: bool = False,
+) -> float:
+    """Exact mixture NLL per dimension of every target position with all depths masked."""
+    mixture, target, scored = full_mask_mixture(model, codec, batch, other_text)
     return float(-mixture_log_prob(mixture, target)[scored].mean() / target.shape[-1])
 
 
@@ -81,6 +167,9 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a finished demo-aligned run")
     parser.add_argument("--data-dir", required=True, help="its corpus")
     parser.add_argument("--decode", type=int, default=12, help="held-out targets to speak")
+    parser.add_argument(
+        "--regressor-steps", type=int, default=1000, help="steps of the plain regressor (0: skip)"
+    )
     args = parser.parse_args()
     run, corpus = Path(args.run), Path(args.data_dir)
     trained = tts_synth.load_trained(run)
@@ -108,8 +197,7 @@ def main() -> None:
         mean = torch.zeros(phones, x_train.shape[1]).index_add_(0, y_train, x_train) / count
         var = torch.zeros_like(mean).index_add_(0, y_train, (x_train - mean[y_train]) ** 2) / count
         var = var.clamp_min(1e-4)
-        residual = ((x_test - mean[y_test]) ** 2).sum()
-        results["phone_table_r2"] = float(1 - residual / ((x_test - x_test.mean(0)) ** 2).sum())
+        results["phone_table_r2"] = r_squared(mean[y_test], x_test)
         results["phone_table_nll"] = gaussian_nll(mean[y_test], var[y_test], x_test)
         results["global_gaussian_nll"] = gaussian_nll(x_train.mean(0), x_train.var(0), x_test)
         print(
@@ -130,18 +218,44 @@ def main() -> None:
             results[name] = sum(full_mask_nll(model, codec, b, other) for b in batches) / len(
                 batches
             )
+        # the network's mean on the evaluation's (prompt, target) pairs, as the regressor below
+        pairs = tts_synth.choose_eval_items(test, config, codec.frame_rate)
+        mixture, target, scored = full_mask_mixture(model, codec, tts_synth.pair_batch(pairs))
+        network_mean = mixture_mean(mixture)
+        results["network_mean_r2"] = r_squared(network_mean[scored], target[scored])
+        network_tokens = [
+            codec.quantizer.quantize_from(network_mean[row][scored[row]][None], 0).tokens[0]
+            for row in range(min(args.decode, len(pairs)))
+        ]
         print(
             f"network at full masking, NLL/dim: held-out {results['network_nll_held_out']:.3f} "
             f"(another row's text: {results['network_nll_held_out_other_text']:.3f}), "
-            f"training speakers {results['network_nll_train']:.3f}"
+            f"training speakers {results['network_nll_train']:.3f}; R^2 of its mean on the "
+            f"evaluation targets' frames {results['network_mean_r2']:.3f}"
         )
 
+    regressor_tokens = []
+    if args.regressor_steps > 0:
+        regressor = train_regressor(codec, train, phones, args.regressor_steps)
+        with torch.no_grad():
+            phones_, padding, speaker, target = regressor_batch(codec, pairs)
+            predicted = regressor(phones_, padding, speaker)
+            results["regressor_r2"] = r_squared(predicted[~padding], target[~padding])
+            regressor_tokens = [
+                codec.quantizer.quantize_from(predicted[row, : len(t.tokens)][None], 0).tokens[0]
+                for row, (_, t) in enumerate(pairs[: args.decode])
+            ]
+        print(
+            f"plain regressor ({args.regressor_steps} steps): R^2 on the evaluation targets' "
+            f"frames {results['regressor_r2']:.3f}"
+        )
+
+    with torch.no_grad():
         from resgen.eval.asr import WhisperRecognizer
         from resgen.eval.text import character_error_rate, word_error_rate
 
         asr = WhisperRecognizer()
         vocoder = GriffinLimVocoder(codec.config.mel, iterations=32)
-        pairs = tts_synth.choose_eval_items(test, config, codec.frame_rate)
         targets = [u for _, u in pairs[: args.decode]]
         refs = [u.record.text for u in targets]
         table_tokens = [
@@ -151,7 +265,11 @@ def main() -> None:
         for name, tokens in (
             ("resynth", [u.tokens for u in targets]),
             ("phone_table", table_tokens),
+            ("network_mean", network_tokens),
+            ("regressor", regressor_tokens),
         ):
+            if not tokens:
+                continue
             hyps = []
             for t in tokens:
                 audio, length = codec.decode_waveform(t[None], None, vocoder)

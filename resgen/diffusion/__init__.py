@@ -24,7 +24,12 @@ from resgen.diffusion.masking import (
     sample_training_counts,
     split_embeddings,
 )
-from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, sample_mixture
+from resgen.diffusion.mixture import (
+    MixtureParams,
+    mixture_log_prob,
+    mixture_mean,
+    sample_mixture,
+)
 from resgen.diffusion.sampler import (
     IterativeSampler,
     ResGenSampler,
@@ -74,6 +79,7 @@ __all__ = [
     "masked_mixture_nll",
     "masked_targets",
     "mixture_log_prob",
+    "mixture_mean",
     "resgen_loss",
     "reveal_most_confident",
     "sample_mask_counts",

@@ -6,6 +6,7 @@ import math
 
 import torch
 from attrs import frozen
+from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
@@ -16,6 +17,7 @@ __all__ = [
     "AssignedComponent",
     "gaussian_log_prob",
     "mixture_log_prob",
+    "mixture_mean",
     "sample_mixture",
 ]
 
@@ -71,6 +73,13 @@ def mixture_log_prob(params: MixtureParams, z: Latents) -> Float[Tensor, "batch 
     component = gaussian_log_prob(params.means, params.log_scales, z[:, :, None, :])
     log_weights = torch.log_softmax(params.logits.float(), dim=-1)
     return torch.logsumexp(log_weights + component, dim=-1)
+
+
+def mixture_mean(params: MixtureParams) -> Latents:
+    """The mixture's mean ``sum_c pi_c mu_c`` ``[batch, length, dim]``: the network's
+    prediction of ``z`` under squared error (what a regression model would output)."""
+    weights = torch.softmax(params.logits.float(), dim=-1)
+    return einsum(weights, params.means.float(), "b l c, b l c d -> b l d")
 
 
 def sample_mixture(

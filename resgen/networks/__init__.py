@@ -8,6 +8,7 @@ same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix and
 
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.duration import PhonemeDurationModel
+from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.heads import Head, MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import (
     MaskedBackbone,
@@ -29,6 +30,7 @@ from resgen.networks.tts_transformer import TextToSpeechTransformer, TTSTransfor
 __all__ = [
     "AdaLNBlock",
     "ClassEmbedding",
+    "FrameConvStack",
     "Head",
     "MaskedBackbone",
     "MaskedRVQTransformer",

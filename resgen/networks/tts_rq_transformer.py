@@ -21,6 +21,7 @@ from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.rq_transformer import (
     KVCache,
     RQCache,
@@ -29,7 +30,12 @@ from resgen.networks.rq_transformer import (
     causal_transformer,
 )
 from resgen.networks.text_encoder import PhonemeEncoder
-from resgen.networks.tts_transformer import BoundPhonemes, gather_frames, null_text
+from resgen.networks.tts_transformer import (
+    BoundPhonemes,
+    _check_frame_conv,
+    frame_inputs,
+    null_text,
+)
 from resgen.typing import FrameText, Labels, PhonemeIds, PhonemePadding, Tokens
 
 __all__ = ["TextRQTransformerConfig", "TextRQTransformer", "BoundTextRQ"]
@@ -58,6 +64,9 @@ class TextRQTransformerConfig:
             (:func:`~resgen.networks.tts_transformer.spread_text`).
         dropout: residual dropout of every transformer block, text encoder included (training
             only).
+        frame_conv: residual convolution blocks over the text spread on the frames (as
+            :class:`~resgen.networks.tts_transformer.TTSTransformerConfig`'s; needs
+            ``frame_text``).
     """
 
     length: int = field(validator=_pos)
@@ -73,6 +82,10 @@ class TextRQTransformerConfig:
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = False
     dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
+    frame_conv: int = field(default=0, validator=validators.ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        _check_frame_conv(self.frame_conv, self.frame_text)
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -106,6 +119,7 @@ class TextRQTransformer(nn.Module):
         self.text = PhonemeEncoder(
             c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes, c.dropout
         )
+        self.frame_conv = FrameConvStack(c.width, c.frame_conv) if c.frame_conv else None
 
     @property
     def null_label(self) -> int:
@@ -160,7 +174,7 @@ class TextRQTransformer(nn.Module):
         start = repeat(rq.start, "w -> b 1 w", b=batch)
         speech = torch.cat([start, emb.sum(2)[:, :-1]], dim=1) + rq.position[:length]
         if c.frame_text:
-            speech = speech + gather_frames(text, frame_text)
+            speech = speech + frame_inputs(text, frame_text, self.frame_conv)
         # pack row b as [its n_b phonemes, its speech inputs, padding]
         n_text = text.shape[1]
         n_real = (~phoneme_padding).sum(-1, keepdim=True)  # [b, 1]
@@ -245,7 +259,7 @@ class BoundTextRQ(BoundPhonemes):
             raise ValueError("this network spreads the text over the frames: bind frame_text")
         _, text = self.model._condition(labels, phonemes, phoneme_padding)
         if frame_text is not None and self.model.config.frame_text:
-            self._frame_inputs = gather_frames(text, frame_text)
+            self._frame_inputs = frame_inputs(text, frame_text, self.model.frame_conv)
         fresh = rq.new_cache(labels)
         keys = fresh.spatial.keys
         spatial = KVCache(

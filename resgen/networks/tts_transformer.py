@@ -20,6 +20,9 @@ position may also receive the encoded phoneme that a *uniform* spread of the tex
 there (:func:`spread_text`: each text segment, the prompt's and the target's, spread evenly over
 its frames). It is not an aligner (no durations are predicted or extracted); it is a
 diagonal prior that attention then refines, which makes alignment learnable on a CPU budget.
+With ``frame_conv`` > 0, residual convolutions over those frames
+(:class:`~resgen.networks.frame_conv.FrameConvStack`) add each position's neighbouring phonemes
+and its place inside its own (:func:`frame_inputs`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from resgen.diffusion.mixture import MixtureParams
+from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import MaskedBackbone, MixtureOutput
 from resgen.networks.text_encoder import PhonemeEncoder
@@ -54,6 +58,7 @@ __all__ = [
     "null_text",
     "spread_text",
     "gather_frames",
+    "frame_inputs",
 ]
 
 _pos = validators.gt(0)
@@ -84,6 +89,9 @@ class TTSTransformerConfig:
             the text puts there (:func:`spread_text`).
         dropout: residual dropout of every transformer block, text encoder included (training
             only; small corpora overfit without it).
+        frame_conv: residual convolution blocks over the text spread on the frames
+            (:class:`~resgen.networks.frame_conv.FrameConvStack`), for local phonetic context
+            (0 = none; needs ``frame_text``).
     """
 
     length: int = field(validator=_pos)
@@ -101,10 +109,21 @@ class TTSTransformerConfig:
     min_scale: float = field(default=1e-3, validator=_pos)
     frame_text: bool = False
     dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
+    frame_conv: int = field(default=0, validator=validators.ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        _check_frame_conv(self.frame_conv, self.frame_text)
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
         return asdict(self)
+
+
+def _check_frame_conv(frame_conv: int, frame_text: bool) -> None:
+    if frame_conv and not frame_text:
+        raise ValueError(
+            "frame_conv convolves the text spread over the frames: it needs frame_text=True"
+        )
 
 
 def spread_text(
@@ -161,6 +180,17 @@ def gather_frames(
     return encoded.gather(1, index) * (frame_text >= 0)[..., None]
 
 
+def frame_inputs(
+    encoded: Float[Tensor, "batch phonemes width"],
+    frame_text: FrameText,
+    conv: FrameConvStack | None = None,
+) -> Float[Tensor, "batch length width"]:
+    """The speech positions' text inputs ``[batch, length, width]``: :func:`gather_frames`, then
+    ``conv`` over the frames when given (frames with ``frame_text == -1`` stay 0)."""
+    spread = gather_frames(encoded, frame_text)
+    return spread if conv is None else conv(spread, frame_text < 0)
+
+
 class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
     """ResGen over speech tokens conditioned on phonemes (a prefix) and a speech prompt.
 
@@ -183,6 +213,7 @@ class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
             c.vocabulary, c.width, c.text_layers, c.heads, c.max_phonemes, c.dropout
         )
         self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
+        self.frame_conv = FrameConvStack(c.width, c.frame_conv) if c.frame_conv else None
 
     def text_hidden(
         self,
@@ -221,7 +252,9 @@ class TextToSpeechTransformer(MixtureOutput, MaskedBackbone):
         null = null_text(phonemes, phoneme_padding, self.text.null_id)
         phonemes = torch.where(dropped, null, phonemes)
         prefix = self.text(phonemes, phoneme_padding)
-        inputs = gather_frames(prefix, frame_text) if self.config.frame_text else None
+        inputs = (
+            frame_inputs(prefix, frame_text, self.frame_conv) if self.config.frame_text else None
+        )
         return self.hidden(
             visible,
             counts,

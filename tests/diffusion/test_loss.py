@@ -21,6 +21,7 @@ from resgen.diffusion.mixture import (
     AssignedComponent,
     MixtureParams,
     mixture_log_prob,
+    mixture_mean,
     sample_mixture,
 )
 from resgen.diffusion.schedules import CosineSchedule
@@ -127,6 +128,17 @@ def test_sample_mixture_top_p_and_temperature() -> None:
     assert set(z.unique().tolist()) == {0.0, 10.0}
     with pytest.raises(ValueError, match="top_p"):
         sample_mixture(params, top_p=0.0)
+
+
+def test_mixture_mean_is_the_weighted_mean_of_the_components_and_of_samples() -> None:
+    params = MixtureParams(
+        logits=torch.log(torch.tensor([0.7, 0.2, 0.1]))[None, None].expand(1, 4000, 3),
+        means=torch.tensor([0.0, 10.0, 20.0])[None, None, :, None].expand(1, 4000, 3, 1),
+        log_scales=torch.zeros(1, 4000, 3, 1),
+    )
+    assert torch.allclose(mixture_mean(params), torch.full((1, 4000, 1), 4.0))
+    draws = sample_mixture(params, generator=torch.Generator().manual_seed(0))
+    assert float(draws.mean()) == pytest.approx(4.0, abs=0.5)  # sd of the mean of the draws: 0.11
 
 
 def test_network_rejects_depth_mismatch() -> None:

@@ -25,7 +25,7 @@ from resgen.recipes.tts_synth import PAPER_SCALE, synthesize, target_frames
 DEPTH, CODES, DIM, VOCAB = 4, 16, 8, 12
 
 
-def _tts(frame_text: bool = True) -> TextToSpeechTransformer:
+def _tts(frame_text: bool = True, frame_conv: int = 0) -> TextToSpeechTransformer:
     config = TTSTransformerConfig(
         length=24,
         depth=DEPTH,
@@ -38,11 +38,12 @@ def _tts(frame_text: bool = True) -> TextToSpeechTransformer:
         components=2,
         head_rank=8,
         frame_text=frame_text,
+        frame_conv=frame_conv,
     )
     return TextToSpeechTransformer(config).eval()
 
 
-def _ar() -> TextRQTransformer:
+def _ar(frame_conv: int = 0) -> TextRQTransformer:
     config = TextRQTransformerConfig(
         length=24,
         depth=DEPTH,
@@ -54,6 +55,7 @@ def _ar() -> TextRQTransformer:
         depth_layers=1,
         text_layers=1,
         frame_text=True,
+        frame_conv=frame_conv,
     )
     return TextRQTransformer(config).eval()
 
@@ -74,9 +76,10 @@ def test_spread_text_covers_each_segment_evenly() -> None:
         spread_text([(4, 0)], 4)
 
 
-def test_resgen_prompt_tokens_unchanged_after_sampling() -> None:
+@pytest.mark.parametrize("frame_conv", [0, 2])
+def test_resgen_prompt_tokens_unchanged_after_sampling(frame_conv: int) -> None:
     quantizer = ResidualVQ(ResidualVQConfig(dim=DIM, codes=CODES, depth=DEPTH)).eval()
-    model = _tts()
+    model = _tts(frame_conv=frame_conv)
     phonemes, phoneme_padding, frame_text = _text()
     prompt = torch.randint(0, CODES, (2, 14, DEPTH))
     depths = torch.zeros(2, 14, dtype=torch.long)
@@ -136,9 +139,10 @@ def test_masked_backbone_still_takes_its_full_length_and_shorter() -> None:
         model.hidden(torch.randn(2, 7, 4), torch.ones(2, 7, dtype=torch.long), labels)
 
 
-def test_ar_prompt_unchanged_and_cache_matches_teacher_forcing() -> None:
+@pytest.mark.parametrize("frame_conv", [0, 2])
+def test_ar_prompt_unchanged_and_cache_matches_teacher_forcing(frame_conv: int) -> None:
     quantizer = ResidualVQ(ResidualVQConfig(dim=DIM, codes=CODES, depth=DEPTH)).eval()
-    model = _ar()
+    model = _ar(frame_conv)
     phonemes, phoneme_padding, frame_text = _text()
     tokens = torch.randint(0, CODES, (2, 14, DEPTH))
     labels = torch.zeros(2, dtype=torch.long)
@@ -170,6 +174,13 @@ def test_ar_prompt_unchanged_and_cache_matches_teacher_forcing() -> None:
     assert torch.equal(out[:, :5], tokens[:1, :5])
     with pytest.raises(ValueError, match="equal text length"):
         model.bind(phonemes, phoneme_padding, frame_text).new_cache(labels)
+
+
+@pytest.mark.parametrize("make", [TTSTransformerConfig, TextRQTransformerConfig])
+def test_frame_conv_needs_the_text_on_the_frames(make) -> None:  # noqa: ANN001
+    sizes = {"dim": DIM} if make is TTSTransformerConfig else {"codes": CODES}
+    with pytest.raises(ValueError, match="frame_text"):
+        make(length=8, depth=DEPTH, vocabulary=VOCAB, frame_conv=2, **sizes)
 
 
 def test_empty_text_row_is_an_error() -> None:
