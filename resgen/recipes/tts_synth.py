@@ -261,9 +261,9 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each about 20 minutes on 2 cores, the corpus
-built), ``large`` and ``large-aligned`` (the same on the ``large`` corpus, which builds in
-about 95 s; ``large-aligned`` took 22 minutes in all) and ``smoke`` (about a minute)."""
+"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each about 53 minutes on 2 cores, the corpus
+built; two thirds of it the baseline's training), ``large`` and ``large-aligned`` (the same on
+the ``large`` corpus, which builds in about 95 s) and ``smoke`` (about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
