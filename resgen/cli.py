@@ -110,8 +110,9 @@ def _cmd_tts(args: argparse.Namespace) -> int:
             return 2
         print(f"prompt transcript (Whisper): {prompt_text!r}")
     scale = config.guidance_scale if args.guidance is None else args.guidance
+    changes = {"steps": args.steps, "temperature": args.temperature}
     sampler = ResGenSampler(
-        config.sampler if args.steps is None else evolve(config.sampler, steps=args.steps),
+        evolve(config.sampler, **{k: v for k, v in changes.items() if v is not None}),
         guider=ClassifierFreeGuidance(scale) if scale != 1 else None,
     )
     audio = synthesize(
@@ -186,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--out", required=True, help="WAV file to write")
     tts.add_argument("--steps", type=int, default=None, help="sampling steps T (default: run's)")
     tts.add_argument("--guidance", type=float, default=None, help="guidance scale on the text")
+    tts.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="Gaussian temperature of the sampler (default: the run's; 0 = the means)",
+    )
     tts.add_argument(
         "--frames",
         type=int,

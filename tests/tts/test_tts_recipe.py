@@ -94,6 +94,10 @@ def test_tts_command_speaks_and_rejects_bad_input(
     assert "empty" in capsys.readouterr().err
     assert main([*args, "--text", "naïve ☃ snowman"]) == 2
     assert "character" in capsys.readouterr().err
+    assert main([*args, "--text", "Hello.", "--temperature", "0", "--guidance", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--text", "Hello.", "--temperature", "-1"]) == 2
+    assert "temperature" in capsys.readouterr().err
     fast = tmp_path / "fast.wav"
     with wave.open(str(prompt), "rb") as src, wave.open(str(fast), "wb") as dst:
         dst.setnchannels(1)
