@@ -74,28 +74,38 @@ class FrameRegressor(nn.Module):
         self.out = nn.Linear(width, dim)
 
     def forward(self, phones: Tensor, padding: Tensor, speaker: Tensor) -> Tensor:
+        """``[batch, length, dim]`` predictions (``padding`` ``[batch, length]``)."""
         return self.out(self.convs(self.phone(phones) + self.speaker(speaker)[:, None], padding))
 
 
+FrameTable = dict[str, tuple[Tensor, Tensor]]
+"""Utterance id -> its frame table (:func:`frame_table`), computed once."""
+
+
+def frame_tables(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> FrameTable:
+    """Phone ids ``[frames]`` and cumulative embeddings ``[frames, dim]`` of each utterance."""
+    return {u.record.id: frame_table(codec, [u]) for u in utterances}
+
+
 def regressor_batch(
-    codec: MelRVQVAE, pairs: list[tuple[tts_synth.Utterance, tts_synth.Utterance]]
+    tables: FrameTable, pairs: list[tuple[tts_synth.Utterance, tts_synth.Utterance]]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(phones, padding, speaker, target)`` of ``(prompt, target)`` pairs."""
-    longest = max(len(t.tokens) for _, t in pairs)
-    phones = torch.zeros(len(pairs), longest, dtype=torch.long)
-    target = torch.zeros(len(pairs), longest, codec.quantizer.dim)
-    for row, (_, t) in enumerate(pairs):
-        labels, embeddings = frame_table(codec, [t])
+    """``(phones [b, l], padding [b, l], speaker [b, dim], target [b, l, dim])`` of
+    ``(prompt, target)`` pairs; ``tables`` holds every utterance's frame table."""
+    rows = [tables[t.record.id] for _, t in pairs]
+    longest = max(len(labels) for labels, _ in rows)
+    phones = torch.zeros(len(rows), longest, dtype=torch.long)
+    target = torch.zeros(len(rows), longest, rows[0][1].shape[-1])
+    for row, (labels, embeddings) in enumerate(rows):
         phones[row, : len(labels)], target[row, : len(labels)] = labels, embeddings
-    padding = (
-        torch.arange(longest)[None] >= torch.tensor([len(t.tokens) for _, t in pairs])[:, None]
-    )
-    speaker = torch.stack([frame_table(codec, [p])[1].mean(0) for p, _ in pairs])
+    lengths = torch.tensor([len(labels) for labels, _ in rows])
+    padding = torch.arange(longest)[None] >= lengths[:, None]
+    speaker = torch.stack([tables[p.record.id][1].mean(0) for p, _ in pairs])
     return phones, padding, speaker, target
 
 
 def train_regressor(
-    codec: MelRVQVAE, train: list[tts_synth.Utterance], phones: int, steps: int
+    tables: FrameTable, train: list[tts_synth.Utterance], phones: int, dim: int, steps: int
 ) -> FrameRegressor:
     """Fit a :class:`FrameRegressor` on ``(other utterance of the speaker, utterance)`` pairs."""
     torch.manual_seed(0)
@@ -103,7 +113,7 @@ def train_regressor(
     by_speaker: dict[str, list[tts_synth.Utterance]] = {}
     for u in train:
         by_speaker.setdefault(u.record.speaker, []).append(u)
-    regressor = FrameRegressor(phones, codec.quantizer.dim)
+    regressor = FrameRegressor(phones, dim)
     optimizer = torch.optim.AdamW(regressor.parameters(), lr=1e-3, weight_decay=0.01)
     for _ in range(steps):
         pairs = []
@@ -111,7 +121,7 @@ def train_regressor(
             mates = by_speaker[train[i].record.speaker]
             pick = int(torch.randint(len(mates), (1,), generator=generator))
             pairs.append((mates[pick], train[i]))
-        phones_, padding, speaker, target = regressor_batch(codec, pairs)
+        phones_, padding, speaker, target = regressor_batch(tables, pairs)
         error = (regressor(phones_, padding, speaker) - target)[~padding]
         optimizer.zero_grad()
         error.pow(2).mean().backward()
@@ -236,9 +246,12 @@ def main() -> None:
 
     regressor_tokens = []
     if args.regressor_steps > 0:
-        regressor = train_regressor(codec, train, phones, args.regressor_steps)
         with torch.no_grad():
-            phones_, padding, speaker, target = regressor_batch(codec, pairs)
+            tables = frame_tables(codec, train + test)
+        dim = codec.quantizer.dim
+        regressor = train_regressor(tables, train, phones, dim, args.regressor_steps)
+        with torch.no_grad():
+            phones_, padding, speaker, target = regressor_batch(tables, pairs)
             predicted = regressor(phones_, padding, speaker)
             results["regressor_r2"] = r_squared(predicted[~padding], target[~padding])
             regressor_tokens = [
