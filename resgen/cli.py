@@ -126,6 +126,7 @@ def _cmd_tts(args: argparse.Namespace) -> int:
         sampler=sampler,
         frames=args.frames,
         duration=trained.duration,
+        aligner=trained.aligner,
         vocoder_iterations=config.vocoder_iterations,
         seed=args.seed,
     )

@@ -6,6 +6,10 @@ symbol lasts about ``r_s * sum_p c_p d_p`` frames. :meth:`PhonemeDurationModel.f
 ``d`` and the training speakers' ``r`` by alternating least squares; at inference the unseen
 speaker's rate comes from the prompt (its frames over its text's cost), so no speaker table is
 kept. Punctuation and word-boundary symbols get costs too, which is where pauses come from.
+
+Given each phoneme's own frames (from :class:`~resgen.networks.aligner.PhonemeAligner`), the same
+fit runs over single phonemes instead of whole utterances, and :meth:`PhonemeDurationModel.ends`
+says where each phoneme of a new text ends.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int, Shaped
 from torch import Tensor, nn
 
 __all__ = ["PhonemeDurationModel"]
@@ -51,6 +55,7 @@ class PhonemeDurationModel(nn.Module):
         speakers: Sequence[str],
         vocabulary: int,
         iterations: int = 8,
+        durations: list[Shaped[Tensor, " _"]] | None = None,
     ) -> PhonemeDurationModel:
         """Estimate the symbol costs from training utterances.
 
@@ -60,12 +65,22 @@ class PhonemeDurationModel(nn.Module):
             speakers: speaker of each utterance (each gets its own rate factor).
             vocabulary: number of symbol ids.
             iterations: rounds of alternating least squares (costs, then rates).
+            durations: ``[phonemes_i]`` frames of each phoneme of each utterance (summing to
+                ``frames``), when an aligner gave them: each phoneme is then fitted on its own.
 
         Raises:
             ValueError: the lists differ in length or are empty, or a text holds an unknown id.
         """
         if not (len(texts) == len(frames) == len(speakers)) or not texts:
             raise ValueError("fit needs as many texts, frame counts and speakers, at least one")
+        if durations is not None:
+            if len(durations) != len(texts) or any(
+                d.shape != t.shape for d, t in zip(durations, texts)
+            ):
+                raise ValueError("durations need one [phonemes_i] tensor per text, of its length")
+            texts = [ids[None] for t in texts for ids in t.long()]
+            speakers = [s for t, s in zip(durations, speakers) for _ in range(len(t))]
+            frames = torch.cat(durations).double().tolist()
         counts = _counts(texts, vocabulary)
         target = torch.tensor(frames, dtype=torch.float64)
         names = sorted(set(speakers))
@@ -87,6 +102,18 @@ class PhonemeDurationModel(nn.Module):
     def cost_of(self, ids: Int[Tensor, " phonemes"]) -> float:
         """Frames ``ids`` take at the average speaking rate."""
         return float(_counts([ids], len(self.cost))[0] @ self.cost)
+
+    def ends(self, ids: Int[Tensor, " phonemes"]) -> Float[Tensor, " phonemes"]:
+        """Where each symbol of ``ids`` ends, as a fraction of the whole (increasing to 1).
+
+        A symbol fitted at no cost still takes a sliver, so the ends strictly increase.
+        """
+        if ids.ndim != 1 or len(ids) < 1:
+            raise ValueError(f"ends needs a 1-D text of >= 1 id, got {tuple(ids.shape)}")
+        cost = self.cost[ids.long()].clamp_min(1e-3 * float(self.cost.mean().clamp_min(1e-9)))
+        out = (cost.cumsum(0) / cost.sum()).float()
+        out[-1] = 1.0
+        return out
 
     def forward(
         self,

