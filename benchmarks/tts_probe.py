@@ -1,7 +1,8 @@
-"""What a trained aligned TTS run has learned, against the simplest predictor of its tokens.
+"""What a trained TTS run with placed text has learned, against a plain predictor.
 
-For a finished ``tts-synth`` run of the aligned variant (``--preset demo-aligned``), every
-latent frame has a phone label (the synthesiser's timing). This script measures:
+For a finished ``tts-synth`` run whose text is placed on the frames (``--preset demo``, timed by
+its learned aligner, or ``--preset demo-aligned``, timed by the synthesisers), every latent frame
+has a phone label. This script measures:
 
 1. **The phone table**: the mean and variance of the codec's cumulative embedding per phone,
    fitted on the training utterances. On the held-out speakers' frames it prints the fraction of
@@ -51,8 +52,9 @@ from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, mixture_me
 from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
 from resgen.recipes import tts_synth
-from resgen.recipes.tts_alignment import corpus_alignments, spoken_alignment
-from resgen.recipes.tts_corpus import read_manifest
+from resgen.recipes.tts_aligner import align_all, timed_text
+from resgen.recipes.tts_alignment import SpokenText, corpus_alignments, spoken_alignment
+from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
 
 
 def frame_table(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> tuple[Tensor, Tensor]:
@@ -172,9 +174,27 @@ def full_mask_nll(
     return float(-mixture_log_prob(mixture, target)[scored].mean() / target.shape[-1])
 
 
+def placed_texts(
+    trained: tts_synth.TrainedTTS, run: Path, corpus: Path, records: list[ManifestRecord]
+) -> dict[str, SpokenText]:
+    """Every utterance's phones with the run's timing: its aligner's, or the synthesisers'."""
+    alignment = trained.config.text_alignment
+    if alignment == "uniform":
+        raise SystemExit(f"{run} spreads its text evenly: its frames have no phone labels")
+    vocabulary = PhonemeVocabulary.load(run / "phonemes.json")
+    alignments = corpus_alignments(corpus, records)
+    texts = {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
+    if alignment == "synthesizer" or trained.aligner is None:
+        return texts
+    timed = [r for r in records if r.id in texts]
+    mels = tts_synth.load_mels(trained.codec, timed, corpus)
+    frames = align_all(trained.aligner, [texts[r.id].ids for r in timed], mels)
+    return {r.id: timed_text(texts[r.id].ids, f) for r, f in zip(timed, frames)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="a finished demo-aligned run")
+    parser.add_argument("--run", required=True, help="a finished demo or demo-aligned run")
     parser.add_argument("--data-dir", required=True, help="its corpus")
     parser.add_argument("--decode", type=int, default=12, help="held-out targets to speak")
     parser.add_argument(
@@ -183,14 +203,9 @@ def main() -> None:
     args = parser.parse_args()
     run, corpus = Path(args.run), Path(args.data_dir)
     trained = tts_synth.load_trained(run)
-    if trained.config.text_alignment != "synthesizer":
-        raise SystemExit(f"{run} is not an aligned run (text_alignment='synthesizer')")
     codec, model = trained.codec, trained.model
     records = read_manifest(corpus / "manifest.jsonl")
-    vocabulary = PhonemeVocabulary.load(run / "phonemes.json")
-    texts = {
-        k: spoken_alignment(a, vocabulary) for k, a in corpus_alignments(corpus, records).items()
-    }
+    texts = placed_texts(trained, run, corpus, records)
     if not (run / "tokens.safetensors").is_file():
         raise SystemExit(f"{run} has no tokens.safetensors: is it a finished run?")
     # the run's token cache holds every utterance: no mels needed
@@ -217,7 +232,7 @@ def main() -> None:
         )
 
         max_length = model.config.length
-        config = tts_synth.PRESETS["demo-aligned"]
+        config = tts_synth.PRESETS["demo"]
         held = tts_synth.held_out_batches(config, test, max_length)
         seen = tts_synth.held_out_batches(config, train, max_length)
         for name, batches, other in (

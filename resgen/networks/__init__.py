@@ -3,9 +3,11 @@
 :class:`MaskedRVQTransformer` is ResGen's network; :class:`MaskedTokenTransformer` (token-level
 masked prediction) and :class:`RQTransformer` (autoregressive) are the paper's baselines on the
 same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix and
-:class:`PhonemeDurationModel` says how long it takes to speak.
+:class:`PhonemeDurationModel` says how long it takes to speak; :class:`PhonemeAligner` learns
+where each phoneme lies in recorded speech.
 """
 
+from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.frame_conv import FrameConvStack
@@ -38,6 +40,7 @@ __all__ = [
     "MaskedTokenTransformerConfig",
     "MaskedTransformerConfig",
     "MixtureOfGaussiansHead",
+    "PhonemeAligner",
     "PhonemeDurationModel",
     "PhonemeEncoder",
     "RQTransformer",

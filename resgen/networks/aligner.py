@@ -37,54 +37,78 @@ def monotonic_alignment(
     scores: Float[Tensor, "batch phonemes frames"],
     phoneme_lengths: Int[Tensor, " batch"],
     frame_lengths: Int[Tensor, " batch"],
+    optional: Bool[Tensor, "batch phonemes"] | None = None,
 ) -> Int[Tensor, "batch phonemes"]:
     """Frames of each phoneme on the monotonic path of highest total score.
 
-    The path starts at (phoneme 0, frame 0), ends at the last real phoneme and frame, and from
-    each frame to the next either stays on its phoneme or moves to the next one, so every
-    phoneme gets at least one frame, in order.
+    The path runs from the first frame to the last real one, and from each frame to the next
+    either stays on its phoneme or moves on to the next one, so the phonemes are visited in
+    order. Every phoneme gets at least one frame, except ``optional`` ones (word boundaries,
+    punctuation: silence is not always spoken there), which the path may skip one at a time: it
+    may jump over an optional phoneme, start after an optional first one and end before an
+    optional last one.
 
     Args:
         scores: ``[batch, phonemes, frames]`` score of each frame under each phoneme (e.g. a
             log-likelihood); values past the lengths are ignored.
         phoneme_lengths: ``[batch]`` real phonemes of each item (>= 1).
-        frame_lengths: ``[batch]`` real frames of each item (>= its phonemes).
+        frame_lengths: ``[batch]`` real frames of each item.
+        optional: ``[batch, phonemes]``, ``True`` where a phoneme may take no frame (default:
+            none).
 
     Returns:
-        ``[batch, phonemes]`` frames of each phoneme (0 past the item's phonemes); each row sums
-        to its frame length.
+        ``[batch, phonemes]`` frames of each phoneme (0 past the item's phonemes and at skipped
+        ones); each row sums to its frame length.
 
     Raises:
-        ValueError: an item has no phoneme, or fewer frames than phonemes.
+        ValueError: an item has no phoneme, more frames than ``scores``, or too few frames for
+            a path through its phonemes.
     """
     batch, phonemes, frames = scores.shape
     if phoneme_lengths.shape != (batch,) or frame_lengths.shape != (batch,):
         raise ValueError(f"lengths must be [{batch}], got {tuple(phoneme_lengths.shape)}")
     if (phoneme_lengths < 1).any() or (phoneme_lengths > phonemes).any():
         raise ValueError(f"phoneme lengths must lie in 1..{phonemes}, got {phoneme_lengths}")
-    if (frame_lengths > frames).any() or (frame_lengths < phoneme_lengths).any():
-        raise ValueError(
-            "every item needs at least as many frames as phonemes (and no more than "
-            f"{frames}): frames {frame_lengths.tolist()}, phonemes {phoneme_lengths.tolist()}"
-        )
+    if (frame_lengths > frames).any() or (frame_lengths < 1).any():
+        raise ValueError(f"frame lengths must lie in 1..{frames}, got {frame_lengths.tolist()}")
+    device = scores.device
+    if optional is None:
+        optional = torch.zeros(batch, phonemes, dtype=torch.bool, device=device)
     scores = scores.detach().double()
-    floor = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
-    best = torch.full((batch, phonemes), float("-inf"), dtype=scores.dtype, device=scores.device)
+    never = torch.full((batch, 2), float("-inf"), dtype=scores.dtype, device=device)
+    # a jump into phoneme p is allowed when phoneme p - 1 is optional
+    jump_ok = torch.cat([optional.new_zeros(batch, 1), optional[:, :-1]], dim=1)
+    best = torch.full((batch, phonemes), float("-inf"), dtype=scores.dtype, device=device)
     best[:, 0] = scores[:, 0, 0]
-    # advanced[b, p, f]: the best path to phoneme p at frame f came from phoneme p - 1
-    advanced = torch.zeros(batch, phonemes, frames, dtype=torch.bool, device=scores.device)
+    if phonemes > 1:
+        best[:, 1] = torch.where(optional[:, 0], scores[:, 1, 0], best[:, 1])
+    final = best.clone()
+    # came_from[b, p, f]: 0 the best path to (p, f) stayed on p, 1 came from p - 1, 2 from p - 2
+    came_from = torch.zeros(batch, phonemes, frames, dtype=torch.long, device=device)
     for frame in range(1, frames):
-        from_previous = torch.cat([floor.expand(batch, 1), best[:, :-1]], dim=1)
-        advanced[:, :, frame] = from_previous > best
-        best = torch.maximum(best, from_previous) + scores[:, :, frame]
-    durations = torch.zeros(batch, phonemes, dtype=torch.long, device=scores.device)
-    rows = torch.arange(batch, device=scores.device)
-    phoneme = phoneme_lengths.clone() - 1
+        from_previous = torch.cat([never[:, :1], best[:, :-1]], dim=1)
+        from_jump = torch.cat([never, best[:, :-2]], dim=1)[:, :phonemes]
+        from_jump = torch.where(jump_ok, from_jump, never[:, :1])
+        value, came_from[:, :, frame] = torch.stack([best, from_previous, from_jump], -1).max(-1)
+        best = value + scores[:, :, frame]
+        final = torch.where((frame_lengths == frame + 1)[:, None], best, final)
+    rows = torch.arange(batch, device=device)
+    phoneme = phoneme_lengths - 1
+    before = (phoneme - 1).clamp_min(0)
+    skip_last = (
+        optional[rows, phoneme] & (phoneme > 0) & (final[rows, before] > final[rows, phoneme])
+    )
+    phoneme = torch.where(skip_last, before, phoneme)
+    if not torch.isfinite(final[rows, phoneme]).all():
+        raise ValueError(
+            "no monotonic path: every item needs a frame for each of its phonemes that is not "
+            f"optional (frames {frame_lengths.tolist()}, phonemes {phoneme_lengths.tolist()})"
+        )
+    durations = torch.zeros(batch, phonemes, dtype=torch.long, device=device)
     for frame in range(frames - 1, -1, -1):
         real = frame < frame_lengths
         durations[rows[real], phoneme[real]] += 1
-        step = advanced[rows, phoneme, frame] & real
-        phoneme = phoneme - step.long()
+        phoneme = phoneme - torch.where(real, came_from[rows, phoneme, frame], 0)
     return durations
 
 
@@ -156,17 +180,22 @@ class PhonemeAligner(nn.Module):
         phoneme_padding: Bool[Tensor, "batch phonemes"],
         mels: Float[Tensor, "batch frames features"],
         frame_padding: Bool[Tensor, "batch frames"],
+        optional: Bool[Tensor, "batch phonemes"] | None = None,
     ) -> Int[Tensor, "batch phonemes"]:
-        """Frames of each phoneme (0 at padding) on the most likely monotonic path.
+        """Frames of each phoneme (0 at padding and at skipped ones) on the most likely
+        monotonic path.
 
         Args:
             phonemes: ``[batch, phonemes]`` ids, right-padded.
             phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
             mels: ``[batch, frames, features]`` log-mels, right-padded.
             frame_padding: ``[batch, frames]``, ``True`` at padding.
+            optional: ``[batch, phonemes]``, ``True`` at phonemes that may take no frame.
         """
         scores = self.scores(self.means(phonemes, phoneme_padding), mels, frame_padding)
-        return monotonic_alignment(scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1))
+        return monotonic_alignment(
+            scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1), optional
+        )
 
     def loss(
         self,
@@ -175,17 +204,19 @@ class PhonemeAligner(nn.Module):
         mels: Float[Tensor, "batch frames features"],
         frame_padding: Bool[Tensor, "batch frames"],
         durations: Int[Tensor, "batch phonemes"] | None = None,
+        optional: Bool[Tensor, "batch phonemes"] | None = None,
     ) -> Float[Tensor, ""]:
         """Half the mean squared distance of each real frame to its phoneme's mean.
 
         ``durations`` ``[batch, phonemes]`` fixes the alignment (e.g. even segmentation for a
-        flat start); by default it is searched (:meth:`align`) with the current means.
+        flat start); by default it is searched (:meth:`align`, with ``optional``) with the
+        current means.
         """
         means = self.means(phonemes, phoneme_padding)
         if durations is None:
             scores = self.scores(means, mels, frame_padding)
             durations = monotonic_alignment(
-                scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1)
+                scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1), optional
             )
         index = durations_to_frames(durations, mels.shape[1])
         real = (index >= 0) & ~frame_padding

@@ -13,15 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from attrs import frozen
 from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from resgen.networks.aligner import PhonemeAligner, even_durations
+from resgen.networks.duration import PhonemeDurationModel
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
-from resgen.recipes.tts_alignment import SpokenText
+from resgen.recipes.tts_alignment import SpokenText, TextFrontEnd
 
-__all__ = ["pad_pairs", "train_aligner", "align_all", "timed_text"]
+__all__ = [
+    "pad_pairs",
+    "train_aligner",
+    "align_all",
+    "timed_text",
+    "DurationFrontEnd",
+]
 
 
 def pad_pairs(
@@ -111,16 +119,40 @@ def align_all(
     _check(texts, mels)
     out: list[Tensor] = []
     for start in tqdm(range(0, len(texts), batch_size), desc="aligning"):
-        part_texts, part_mels = texts[start : start + batch_size], mels[start : start + batch_size]
-        durations = aligner.align(*pad_pairs(part_texts, part_mels))
-        out += [d[: len(t)] for d, t in zip(durations, part_texts)]
+        part = texts[start : start + batch_size]
+        durations = aligner.align(*pad_pairs(part, mels[start : start + batch_size]))
+        out += [d[: len(t)] for d, t in zip(durations, part)]
     return out
 
 
 def timed_text(ids: Int[Tensor, " phonemes"], durations: Int[Tensor, " phonemes"]) -> SpokenText:
     """The :class:`~resgen.recipes.tts_alignment.SpokenText` of phonemes lasting ``durations``
-    frames each (>= 1)."""
-    if durations.shape != ids.shape or (durations < 1).any():
-        raise ValueError("every phoneme needs a duration of >= 1 frame")
-    ends = durations.cumsum(0).double()
+    frames each (a skipped phoneme, 0 frames, keeps a sliver so that the ends increase)."""
+    if durations.shape != ids.shape or (durations < 0).any() or int(durations.sum()) < 1:
+        raise ValueError("phoneme durations must be >= 0 frames, at least one frame in all")
+    ends = (durations.double() + 1e-3).cumsum(0)
     return SpokenText(ids, (ends / ends[-1]).float())
+
+
+@frozen
+class DurationFrontEnd:
+    """A text front-end's symbols, timed by a duration model (the learned-alignment model).
+
+    Attributes:
+        symbols: gives the symbol ids (its own timing, if any, is dropped); the demo uses the
+            synthesisers' phones (:class:`~resgen.recipes.tts_alignment.SynthesizerFrontEnd`).
+        duration: the duration model fitted on the learned alignments; only the relative timing
+            (:meth:`~resgen.networks.duration.PhonemeDurationModel.ends`) is used.
+    """
+
+    symbols: TextFrontEnd
+    duration: PhonemeDurationModel
+
+    def __call__(self, text: str) -> SpokenText:
+        """``text``'s symbol ids and their predicted end fractions.
+
+        Raises:
+            ValueError: as the ``symbols`` front-end (empty text, unreadable characters).
+        """
+        ids = self.symbols(text).ids
+        return SpokenText(ids, self.duration.ends(ids))

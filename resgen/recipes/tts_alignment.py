@@ -37,7 +37,6 @@ from resgen.codecs.phonemes import (
     PhonemeVocabulary,
     normalize_text,
 )
-from resgen.networks.duration import PhonemeDurationModel
 from resgen.recipes.tts_corpus import VOICES, ManifestRecord, Voice, run_program, scheme_string
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
     "TextFrontEnd",
     "PhonemeFrontEnd",
     "SynthesizerFrontEnd",
-    "DurationFrontEnd",
     "spoken_alignment",
 ]
 
@@ -320,29 +318,6 @@ class PhonemeFrontEnd:
             ValueError: empty text or characters the phonemizer cannot read.
         """
         return SpokenText(torch.tensor(self.tokenizer.encode(text), dtype=torch.long))
-
-
-@frozen
-class DurationFrontEnd:
-    """gruut phonemes timed by a duration model (the learned-alignment model).
-
-    Attributes:
-        tokenizer: the phoneme tokenizer of the training vocabulary.
-        duration: the duration model fitted on the learned alignments; only the relative timing
-            (:meth:`~resgen.networks.duration.PhonemeDurationModel.ends`) is used.
-    """
-
-    tokenizer: PhonemeTokenizer
-    duration: PhonemeDurationModel
-
-    def __call__(self, text: str) -> SpokenText:
-        """``text``'s phoneme ids and their predicted end fractions.
-
-        Raises:
-            ValueError: empty text or characters the phonemizer cannot read.
-        """
-        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
-        return SpokenText(ids, self.duration.ends(ids))
 
 
 @frozen

@@ -83,9 +83,13 @@ from resgen.networks.tts_transformer import (
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.plots import save_loss_plot
 from resgen.recipes.trainer import StageResult, StageSpec, batch_generator, run_stage
-from resgen.recipes.tts_aligner import align_all, timed_text, train_aligner
-from resgen.recipes.tts_alignment import (
+from resgen.recipes.tts_aligner import (
     DurationFrontEnd,
+    align_all,
+    timed_text,
+    train_aligner,
+)
+from resgen.recipes.tts_alignment import (
     PhonemeFrontEnd,
     SpokenText,
     SynthesizerFrontEnd,
@@ -576,7 +580,7 @@ def learn_alignment(
     records: list[ManifestRecord],
     mels: list[Tensor],
     texts: dict[str, SpokenText],
-    vocabulary: int,
+    vocabulary: PhonemeVocabulary,
     folder: Path,
 ) -> tuple[PhonemeAligner, list[tuple[int, float]], dict[str, SpokenText], dict[str, Tensor]]:
     """Stage 2b: train the aligner on the training utterances, then time every utterance.
@@ -591,13 +595,17 @@ def learn_alignment(
     aligner, history = train_aligner(
         [texts[r.id].ids for r, _ in train],
         [m for _, m in train],
-        vocabulary,
+        len(vocabulary),
         folder,
         config.aligner_stage,
         seed=config.seed + 1,
         **settings,
     )
-    frames = align_all(aligner, [texts[r.id].ids for r, _ in known], [m for _, m in known])
+    frames = align_all(
+        aligner,
+        [texts[r.id].ids for r, _ in known],
+        [m for _, m in known],
+    )
     timed = {r.id: timed_text(texts[r.id].ids, f) for (r, _), f in zip(known, frames)}
     return aligner, history, timed, {r.id: f for (r, _), f in zip(known, frames)}
 
@@ -966,16 +974,18 @@ def synthesize(
     prompt_tokens, _ = codec.encode(mels, frame_padding)
     prompt = prompt_tokens[0]
     if aligner is not None:
+        if not isinstance(front_end, DurationFrontEnd):
+            raise ValueError(
+                "an aligner times prompts of learned-alignment runs only: their "
+                "front end is a DurationFrontEnd"
+            )
         if len(mels[0]) < len(prompt_spoken):
             raise ValueError(
                 f"the prompt ({len(mels[0])} mel frames) is too short for its transcript "
                 f"({len(prompt_spoken)} phonemes)"
             )
-        (frames_each,) = aligner.align(
-            prompt_spoken.ids[None],
-            torch.zeros(1, len(prompt_spoken), dtype=torch.bool),
-            mels,
-            frame_padding,
+        (frames_each,) = align_all(
+            aligner, [prompt_spoken.ids], [mels[0][: int((~frame_padding[0]).sum())]]
         )
         prompt_spoken = timed_text(prompt_spoken.ids, frames_each)
     if frames is None:
@@ -1203,7 +1213,7 @@ def _texts(
 ) -> dict[str, SpokenText]:
     """Stage 1b: every utterance's text as the networks read it; saves the run's vocabulary
     to ``out/phonemes.json``."""
-    if config.text_alignment != "synthesizer":
+    if config.text_alignment == "uniform":
         vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
         vocabulary.save(out / "phonemes.json")
         return {
@@ -1214,7 +1224,10 @@ def _texts(
         raise ValueError("the aligned variant found no test utterance with synthesiser timing")
     vocabulary = phone_vocabulary(alignments.values())
     vocabulary.save(out / "phonemes.json")
-    return {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
+    texts = {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
+    if config.text_alignment == "learned":  # the synthesisers' phones; their timing is learned
+        texts = {k: SpokenText(t.ids) for k, t in texts.items()}
+    return texts
 
 
 def run(
@@ -1264,7 +1277,7 @@ def run(
             records,
             mels,
             texts,
-            len(PhonemeVocabulary.load(out / "phonemes.json")),
+            PhonemeVocabulary.load(out / "phonemes.json"),
             out / "aligner",
         )
         wall["aligner"] = time.perf_counter() - tick
@@ -1404,7 +1417,7 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
         )
         load_checkpoint(run_dir / "aligner" / "final", {"aligner": aligner})
         aligner.eval()
-        front_end = DurationFrontEnd(PhonemeTokenizer(vocabulary), duration)
+        front_end = DurationFrontEnd(SynthesizerFrontEnd(vocabulary), duration)
     sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
     config = TTSSynthConfig(
         corpus=recipe["corpus"],

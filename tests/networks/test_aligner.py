@@ -18,18 +18,24 @@ from resgen.networks.aligner import (
 )
 
 
-def brute_force(scores: torch.Tensor) -> tuple[float, list[int]]:
-    """Best total score and durations over every split of the frames into ordered runs."""
+def allowed(durations: tuple[int, ...], optional: list[bool]) -> bool:
+    """Every phoneme has a frame except optional ones, never two skipped in a row."""
+    skipped = [d == 0 for d in durations]
+    if any(s and not o for s, o in zip(skipped, optional)):
+        return False
+    return not any(a and b for a, b in zip(skipped, skipped[1:]))
+
+
+def brute_force(scores: torch.Tensor, optional: list[bool]) -> float:
+    """Best total score over every allowed split of the frames into ordered runs."""
     phonemes, frames = scores.shape
-    best, best_durations = float("-inf"), []
-    for cuts in itertools.combinations(range(1, frames), phonemes - 1):
-        edges = (0, *cuts, frames)
-        durations = [b - a for a, b in zip(edges, edges[1:])]
+    best = float("-inf")
+    for durations in itertools.product(range(frames + 1), repeat=phonemes):
+        if sum(durations) != frames or not allowed(durations, optional):
+            continue
         index = torch.repeat_interleave(torch.arange(phonemes), torch.tensor(durations))
-        total = float(scores[index, torch.arange(frames)].sum())
-        if total > best:
-            best, best_durations = total, durations
-    return best, best_durations
+        best = max(best, float(scores[index, torch.arange(frames)].sum()))
+    return best
 
 
 @settings(max_examples=40, deadline=None)
@@ -39,20 +45,23 @@ def brute_force(scores: torch.Tensor) -> tuple[float, list[int]]:
     pad_p=st.integers(0, 2),
     pad_f=st.integers(0, 3),
     seed=st.integers(0, 2**16),
+    with_optional=st.booleans(),
 )
 def test_search_matches_brute_force(
-    phonemes: int, extra: int, pad_p: int, pad_f: int, seed: int
+    phonemes: int, extra: int, pad_p: int, pad_f: int, seed: int, with_optional: bool
 ) -> None:
     frames = phonemes + extra
     g = torch.Generator().manual_seed(seed)
     scores = torch.randn(2, phonemes + pad_p, frames + pad_f, generator=g)
+    optional = (torch.rand(2, phonemes + pad_p, generator=g) < 0.5) & with_optional
     lengths_p = torch.tensor([phonemes, phonemes])
     lengths_f = torch.tensor([frames, frames])
-    durations = monotonic_alignment(scores, lengths_p, lengths_f)
+    durations = monotonic_alignment(scores, lengths_p, lengths_f, optional)
     for row in range(2):
-        best, _ = brute_force(scores[row, :phonemes, :frames])
+        flags = optional[row, :phonemes].tolist()
+        best = brute_force(scores[row, :phonemes, :frames], flags)
         got = durations[row, :phonemes]
-        assert (got >= 1).all() and int(got.sum()) == frames
+        assert allowed(tuple(got.tolist()), flags) and int(got.sum()) == frames
         assert (durations[row, phonemes:] == 0).all()
         index = torch.repeat_interleave(torch.arange(phonemes), got)
         total = float(scores[row, index, torch.arange(frames)].sum())
@@ -69,9 +78,33 @@ def test_items_of_different_lengths_are_independent() -> None:
     assert torch.equal(together[1], second[0])
 
 
+def test_optional_phonemes_are_skipped_only_where_it_pays() -> None:
+    # frames 0-1 clearly phoneme 0, frames 2-3 clearly phoneme 2: the optional 1 is skipped
+    scores = torch.full((1, 3, 4), -5.0)
+    scores[0, 0, :2] = 0.0
+    scores[0, 2, 2:] = 0.0
+    optional = torch.tensor([[False, True, False]])
+    found = monotonic_alignment(scores, torch.tensor([3]), torch.tensor([4]), optional)
+    assert found.tolist() == [[2, 0, 2]]
+    # not optional: it must take a frame
+    forced = monotonic_alignment(scores, torch.tensor([3]), torch.tensor([4]))
+    assert (forced >= 1).all() and int(forced.sum()) == 4
+    # where silence is there, the optional phoneme takes it
+    scores[0, 1, 2] = 1.0
+    assert monotonic_alignment(scores, torch.tensor([3]), torch.tensor([4]), optional).tolist() == [
+        [2, 1, 1]
+    ]
+
+
 def test_search_rejects_too_few_frames() -> None:
-    with pytest.raises(ValueError, match="at least as many frames as phonemes"):
+    with pytest.raises(ValueError, match="no monotonic path"):
         monotonic_alignment(torch.zeros(1, 4, 3), torch.tensor([4]), torch.tensor([3]))
+    # two optional phonemes may not both be skipped in a row
+    with pytest.raises(ValueError, match="no monotonic path"):
+        monotonic_alignment(
+            torch.zeros(1, 3, 1), torch.tensor([3]), torch.tensor([1]),
+            torch.tensor([[True, True, False]]),
+        )  # fmt: skip
     with pytest.raises(ValueError, match="phoneme lengths"):
         monotonic_alignment(torch.zeros(1, 4, 6), torch.tensor([0]), torch.tensor([6]))
 

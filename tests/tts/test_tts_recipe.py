@@ -18,8 +18,11 @@ import pytest
 from attrs import evolve
 
 from resgen.cli import main
+from resgen.networks.aligner import PhonemeAligner
 from resgen.recipes import RECIPES
-from resgen.recipes.tts_synth import PRESETS, run
+from resgen.recipes.tts_aligner import DurationFrontEnd
+from resgen.recipes.tts_alignment import PhonemeFrontEnd
+from resgen.recipes.tts_synth import PRESETS, load_trained, run
 
 KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "ar")
 
@@ -130,6 +133,39 @@ def test_aligned_variant_runs_and_speaks(
     _speak(aligned, tmp_path)
 
 
-def test_aligned_variant_needs_frame_text() -> None:
+def test_uniform_variant_runs_and_speaks(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    """``text_alignment="uniform"``: no aligner, gruut phonemes spread evenly."""
+    out, _, _ = smoke_run
+    config = evolve(PRESETS["smoke"], text_alignment="uniform", asr="off", speaker_similarity="off")
+    uniform = tmp_path / "uniform"
+    metrics = run(uniform, config, data_dir=out / "corpus")
+    assert not (uniform / "aligner").exists() and "aligner" not in metrics["wall_seconds"]
+    trained = load_trained(uniform)
+    assert trained.aligner is None and isinstance(trained.front_end, PhonemeFrontEnd)
+    _speak(uniform, tmp_path)
+
+
+def test_learned_run_keeps_its_aligner(smoke_run: tuple[Path, dict, float]) -> None:
+    out, metrics, _ = smoke_run
+    assert metrics["wall_seconds"]["aligner"] > 0 and np.isfinite(metrics["aligner_final_loss"])
+    trained = load_trained(out)
+    assert isinstance(trained.aligner, PhonemeAligner)
+    assert isinstance(trained.front_end, DurationFrontEnd)
+    spoken = trained.front_end("Hello there.")
+    assert spoken.ends is not None and float(spoken.ends[-1]) == 1.0
+    assert (spoken.ends.diff() > 0).all()
+
+
+@pytest.mark.parametrize("alignment", ["synthesizer", "learned"])
+def test_placed_text_needs_frame_text(alignment: str) -> None:
     with pytest.raises(ValueError, match="frame_text"):
-        evolve(PRESETS["smoke"], text_alignment="synthesizer", frame_text=False)
+        evolve(PRESETS["smoke"], text_alignment=alignment, frame_text=False)
+
+
+def test_resgen_variants_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown options \\['stepz'\\]"):
+        evolve(PRESETS["smoke"], resgen_variants={"fast": {"stepz": 1}})
+    with pytest.raises(ValueError, match="already a row"):
+        evolve(PRESETS["smoke"], resgen_variants={"ar": {"steps": 1}})
