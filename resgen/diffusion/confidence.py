@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from attrs import field, frozen, validators
 from jaxtyping import Float
 from torch import Tensor
@@ -16,6 +17,7 @@ __all__ = [
     "MixtureConfidence",
     "QuantizationConfidence",
     "CombinedConfidence",
+    "CoarseFirstConfidence",
     "CONFIDENCE_RULES",
 ]
 
@@ -83,9 +85,34 @@ class CombinedConfidence:
         )
 
 
+@frozen
+class CoarseFirstConfidence:
+    """Every slot of a coarser depth before any slot of a finer one; ``inner`` orders the
+    positions within a depth.
+
+    Each position then keeps about as many masked depths as the others, as in training, where
+    a position's mask count follows the hypergeometric law of the total; ranking all slots
+    together instead leaves some positions fully known beside fully masked ones.
+
+    Attributes:
+        inner: the rule that orders the slots of one depth.
+    """
+
+    inner: Confidence = field(factory=QuantizationConfidence)
+
+    def __call__(self, proposal: Proposal) -> Float[Tensor, "batch length depth"]:
+        """``inner``'s scores minus a step per depth that no score difference can bridge."""
+        scores = self.inner(proposal)
+        depth = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
+        finite = scores[torch.isfinite(scores)]
+        spread = float(finite.max() - finite.min()) if finite.numel() else 0.0
+        return scores - depth * (spread + 100.0)  # 100 also outweighs the sampler's Gumbel noise
+
+
 CONFIDENCE_RULES = {
     "mixture": MixtureConfidence,
     "quantization": QuantizationConfidence,
     "combined": CombinedConfidence,
+    "coarse-first": CoarseFirstConfidence,
 }
 """The bundled :class:`Confidence` rules by name (``SamplerConfig.confidence``)."""

@@ -31,11 +31,14 @@ and never scored; every other position is masked by the schedule.
 predicts it at the prompt's speaking rate; with ``"prompt-rate"`` it is the prompt's frames per
 phoneme times the target's phoneme count; with ``"given"`` it is the true length (an oracle).
 
-**Learned alignment** (``text_alignment="learned"``, the demo presets). Each position's frame
-text is the phoneme the recipe's own aligner places there (monotonic alignment search over the
-log-mels, trained on the training utterances; no outside aligner, no synthesiser timing). A
-held-out prompt keeps the aligner's timing of its audio; a target's phonemes are timed by the
-duration model fitted on the training alignments, stretched over the predicted length.
+**Learned alignment** (``text_alignment="learned"``, the demo presets). The networks read the
+synthesisers' own phones (their lexicon: what the corpus' voices actually said), and each
+position's frame text is the phone the recipe's own aligner places there (monotonic alignment
+search over the log-mels, trained on the training utterances; no outside aligner and no
+synthesiser timing). A held-out prompt keeps the aligner's timing of its audio; a target's
+phones are timed by the duration model fitted on the training alignments, stretched over the
+predicted length. Utterances of hibari-tts, whose phones are not known, are left out of the
+generators' training.
 
 **Aligned variant** (``text_alignment="synthesizer"``). The networks read the synthesisers' own
 phones instead of gruut's, and each position's frame text is the phone the synthesiser was
@@ -151,12 +154,13 @@ class TTSSynthConfig:
         text_dropout: probability of training without the text (both generators).
         frame_text: also spread the text uniformly over the frames as an input of both
             generators (:func:`~resgen.networks.tts_transformer.spread_text`; not an aligner).
-        text_alignment: ``"learned"`` (the demo: gruut phonemes placed by the recipe's own
-            aligner, :mod:`~resgen.recipes.tts_aligner`), ``"uniform"`` (gruut phonemes spread
-            evenly when ``frame_text``: alignment is left to attention) or ``"synthesizer"``
-            (the synthesisers' own phones placed where the synthesiser timed them,
-            :mod:`~resgen.recipes.tts_alignment`; utterances of engines without timing are left
-            out). ``"learned"`` and ``"synthesizer"`` need ``frame_text``.
+        text_alignment: ``"learned"`` (the demo: the synthesisers' phones placed by the
+            recipe's own aligner, :mod:`~resgen.recipes.tts_aligner`), ``"uniform"`` (gruut
+            phonemes spread evenly when ``frame_text``: alignment is left to attention) or
+            ``"synthesizer"`` (the synthesisers' phones placed where the synthesiser timed them,
+            :mod:`~resgen.recipes.tts_alignment`). Both phone-based settings leave out the
+            utterances of engines that do not report their phones (hibari-tts) and need
+            ``frame_text``.
         aligner: ``width``, ``layers`` and ``flat_start`` (steps on even segmentation) of the
             learned aligner.
         aligner_stage: its training schedule.
@@ -308,7 +312,7 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each about 53 minutes on
+"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each 53-61 minutes on
 2 cores, the corpus built; two thirds of it the baseline's training), ``large`` and
 ``large-aligned`` (the same on the ``large`` corpus, which builds in about 95 s) and ``smoke``
 (about a minute)."""

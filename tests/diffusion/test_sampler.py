@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from resgen.diffusion.confidence import (
+    CoarseFirstConfidence,
     CombinedConfidence,
     MixtureConfidence,
+    Proposal,
     QuantizationConfidence,
 )
 from resgen.diffusion.guidance import ClassifierFreeGuidance
@@ -126,7 +128,13 @@ def test_same_seed_same_output_and_prompt_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "confidence", [MixtureConfidence(), QuantizationConfidence(), CombinedConfidence(0.5)]
+    "confidence",
+    [
+        MixtureConfidence(),
+        QuantizationConfidence(),
+        CombinedConfidence(0.5),
+        CoarseFirstConfidence(),
+    ],
 )
 def test_confidence_rules_complete(confidence: object) -> None:
     model, quantizer = _parts(3)
@@ -165,6 +173,27 @@ def test_keep_rule_is_coarse_to_fine_with_ties() -> None:
     scores = torch.tensor([[[0.0, 9.0, 9.0], [5.0, 5.0, 5.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]])
     new = reveal_most_confident(scores, torch.tensor([[3, 3, 3, 3]]), torch.tensor([9]))
     assert new.tolist() == [[3, 0, 3, 3]]
+
+
+def test_coarse_first_reveals_a_depth_everywhere_before_the_next() -> None:
+    # position 1 is far surer at every depth, yet its depth 1 waits for depth 0 everywhere
+    log_probs = torch.tensor([[[-9.0, -9.0], [0.0, 0.0], [-5.0, -5.0]]])
+
+    def proposal(scores: torch.Tensor) -> Proposal:
+        return Proposal(
+            tokens=torch.zeros(1, 3, 2, dtype=torch.long),
+            masked=torch.ones(1, 3, 2, dtype=torch.bool),
+            mixture_log_density=torch.zeros(1, 3),
+            quantization_log_probs=scores,
+        )
+
+    counts, keep = torch.tensor([[2, 2, 2]]), torch.tensor([3])
+    scores = CoarseFirstConfidence()(proposal(log_probs))
+    assert reveal_most_confident(scores, counts, keep, gumbel_scale=1.0).tolist() == [[1, 1, 1]]
+    assert reveal_most_confident(log_probs, counts, keep).tolist() == [[2, 0, 1]]
+    # an infinite score does not spoil the others
+    log_probs[0, 0, 0] = -float("inf")
+    assert torch.isfinite(CoarseFirstConfidence()(proposal(log_probs))[0, 1:]).all()
 
 
 def test_keep_rule_rejects_growing_mask() -> None:
