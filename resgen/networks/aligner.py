@@ -192,10 +192,20 @@ class PhonemeAligner(nn.Module):
             frame_padding: ``[batch, frames]``, ``True`` at padding.
             optional: ``[batch, phonemes]``, ``True`` at phonemes that may take no frame.
         """
-        scores = self.scores(self.means(phonemes, phoneme_padding), mels, frame_padding)
-        return monotonic_alignment(
-            scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1), optional
-        )
+        means = self.means(phonemes, phoneme_padding)
+        return self._search(means, phoneme_padding, mels, frame_padding, optional)
+
+    def _search(
+        self,
+        means: Tensor,
+        phoneme_padding: Tensor,
+        mels: Tensor,
+        frame_padding: Tensor,
+        optional: Tensor | None,
+    ) -> Tensor:
+        scores = self.scores(means, mels, frame_padding)
+        lengths = (~phoneme_padding).sum(-1), (~frame_padding).sum(-1)
+        return monotonic_alignment(scores, *lengths, optional)
 
     def loss(
         self,
@@ -214,10 +224,7 @@ class PhonemeAligner(nn.Module):
         """
         means = self.means(phonemes, phoneme_padding)
         if durations is None:
-            scores = self.scores(means, mels, frame_padding)
-            durations = monotonic_alignment(
-                scores, (~phoneme_padding).sum(-1), (~frame_padding).sum(-1), optional
-            )
+            durations = self._search(means, phoneme_padding, mels, frame_padding, optional)
         index = durations_to_frames(durations, mels.shape[1])
         real = (index >= 0) & ~frame_padding
         aligned = torch.gather(
