@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from attrs import frozen
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -34,7 +34,12 @@ __all__ = [
 
 def pad_pairs(
     texts: list[Int[Tensor, " _"]], mels: list[Float[Tensor, "_ mels"]]
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[
+    Int[Tensor, "batch phonemes"],
+    Bool[Tensor, "batch phonemes"],
+    Float[Tensor, "batch frames mels"],
+    Bool[Tensor, "batch frames"],
+]:
     """Right-pad texts and log-mels: ``(phonemes [b, p], phoneme_padding [b, p],
     mels [b, f, mels], frame_padding [b, f])``."""
     batch, words, frames = len(texts), max(map(len, texts)), max(map(len, mels))

@@ -582,7 +582,7 @@ def train_codec(
 def learn_alignment(
     config: TTSSynthConfig,
     records: list[ManifestRecord],
-    mels: list[Tensor],
+    mels: list[Float[Tensor, "_ mels"]],
     texts: dict[str, SpokenText],
     vocabulary: PhonemeVocabulary,
     folder: Path,
@@ -595,7 +595,6 @@ def learn_alignment(
     """
     known = [(r, m) for r, m in zip(records, mels) if r.id in texts]
     train = [(r, m) for r, m in known if r.split == "train"]
-    settings = {"width": 128, "layers": 3, "flat_start": 100, **config.aligner}
     aligner, history = train_aligner(
         [texts[r.id].ids for r, _ in train],
         [m for _, m in train],
@@ -603,7 +602,7 @@ def learn_alignment(
         folder,
         config.aligner_stage,
         seed=config.seed + 1,
-        **settings,
+        **config.aligner,
     )
     frames = align_all(
         aligner,
@@ -836,12 +835,6 @@ def fit_duration(
             for u in utterances
         ],
     )
-
-
-def _predicted_timing(text: SpokenText, duration: PhonemeDurationModel | None) -> SpokenText:
-    if duration is None:
-        raise ValueError("predicting a text's timing needs the duration model")
-    return SpokenText(text.ids, duration.ends(text.ids))
 
 
 def _generate_resgen(
@@ -1095,7 +1088,9 @@ def evaluate(
     texts = [
         (
             p.text,
-            _predicted_timing(t.text, duration) if config.text_alignment == "learned" else t.text,
+            SpokenText(t.text.ids, duration.ends(t.text.ids))
+            if duration is not None and config.text_alignment == "learned"
+            else t.text,
         )
         for p, t in items
     ]
@@ -1132,8 +1127,7 @@ def evaluate(
     ar_seconds = time.perf_counter() - tick
     generated_seconds = sum(frames) / codec.frame_rate
 
-    rows: dict[str, list[Tensor]] = {"truth": [], "resynth": [], **{r: [] for r in resgen_tokens}}
-    rows["ar"] = []
+    rows: dict[str, list[Tensor]] = {k: [] for k in ("truth", "resynth", *resgen_tokens, "ar")}
     prompts: dict[str, Tensor] = {}
     names = []
     for k, (prompt, target) in enumerate(items):
