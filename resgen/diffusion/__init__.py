@@ -23,6 +23,7 @@ from resgen.diffusion.masking import (
     sample_mask_counts,
     sample_training_counts,
     split_embeddings,
+    split_on_guess,
 )
 from resgen.diffusion.mixture import (
     MixtureParams,
@@ -87,6 +88,7 @@ __all__ = [
     "sample_training_counts",
     "schedule_from_name",
     "split_embeddings",
+    "split_on_guess",
     "token_loss",
     "unmask_iteratively",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "sample_training_counts",
     "depth_mask",
     "split_embeddings",
+    "split_on_guess",
 ]
 
 
@@ -97,3 +98,29 @@ def split_embeddings(embeddings: DepthEmbeddings, counts: MaskCounts) -> tuple[L
     target: Float[Tensor, "batch length dim"] = (embeddings * masked[..., None]).sum(2)
     visible = (embeddings * ~masked[..., None]).sum(2)
     return visible, target
+
+
+def split_on_guess(
+    embeddings: DepthEmbeddings, guess: DepthEmbeddings, counts: MaskCounts
+) -> tuple[Latents, Latents]:
+    """:func:`split_embeddings` with the known depths read from the network's own guess.
+
+    At sampling time the known depths of a position are tokens the sampler chose from the
+    network's earlier predictions, not the data's tokens. Training on such inputs (scheduled
+    sampling) teaches the network to correct its own guess instead of trusting it.
+
+    Args:
+        embeddings: ``[batch, length, depth, dim]`` per-depth embeddings of the data's tokens.
+        guess: ``[batch, length, depth, dim]`` per-depth embeddings of the guessed tokens.
+        counts: ``[batch, length]`` mask state.
+
+    Returns:
+        ``(visible, target)``, each ``[batch, length, dim]``: the sum of the guess's known
+        depths, and what must be added to it to reach the data's cumulative embedding.
+    """
+    if guess.shape != embeddings.shape:
+        raise ValueError(
+            f"guess {tuple(guess.shape)} and embeddings {tuple(embeddings.shape)} differ in shape"
+        )
+    visible, _ = split_embeddings(guess, counts)
+    return visible, embeddings.sum(2) - visible

@@ -55,7 +55,10 @@ class MixtureOfGaussiansHead(nn.Module):
         self._scale_offset = math.log(math.e - 1)
 
     def _outputs(self, hidden: Hidden) -> Float[Tensor, "batch length comp params"]:
-        out = self.up(F.gelu(self.down(hidden)))
+        # The means must resolve the finest RVQ depth, finer than bfloat16's 3 digits: the head
+        # runs in float32 even inside a mixed-precision autocast.
+        with torch.autocast(hidden.device.type, enabled=False):
+            out = self.up(F.gelu(self.down(hidden.float())))
         return rearrange(out, "b l (comp p) -> b l comp p", comp=self.components)
 
     def _log_scales(self, raw: Tensor) -> Tensor:

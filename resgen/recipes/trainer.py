@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from attrs import field, frozen, validators
@@ -24,6 +24,7 @@ from resgen.recipes.checkpoint import load_checkpoint, save_checkpoint
 __all__ = [
     "StageSpec",
     "StageResult",
+    "autocast",
     "batch_generator",
     "cosine_lr",
     "resolve_device",
@@ -46,6 +47,10 @@ class StageSpec:
         warmup: linear warm-up steps before the cosine decay (to 10% of ``lr``).
         checkpoint_every: steps between resumable checkpoints.
         grad_clip: gradient-norm clip.
+        precision: ``"float32"``, or ``"bfloat16"`` to run the forward passes (training and
+            validation) under ``torch.autocast`` in bfloat16: matrix products and attention
+            take about half the time on CPUs with AVX-512 BF16 and on GPUs. Weights, optimizer
+            state and gradients stay in float32; heads that need it keep float32 themselves.
     """
 
     steps: int = field(validator=validators.ge(1))
@@ -55,6 +60,9 @@ class StageSpec:
     warmup: int = field(default=0, validator=validators.ge(0))
     checkpoint_every: int = field(default=200, validator=validators.ge(1))
     grad_clip: float = field(default=1.0, validator=validators.gt(0.0))
+    precision: Literal["float32", "bfloat16"] = field(
+        default="float32", validator=validators.in_(("float32", "bfloat16"))
+    )
 
 
 @frozen
@@ -71,6 +79,11 @@ class StageResult:
     history: list[tuple[int, float]]
     seconds: float
     validation: list[tuple[int, float]] = field(factory=list)
+
+
+def autocast(spec: StageSpec, device: torch.device) -> torch.autocast:
+    """The autocast context of ``spec.precision`` on ``device`` (a no-op for float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bfloat16")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -218,7 +231,7 @@ def run_stage(
         began = time.perf_counter()
         for module in modules.values():
             module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(spec, device):
             validation.append((step, float(validate())))
         for module in modules.values():
             module.train()
@@ -241,7 +254,8 @@ def run_stage(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, spec)
-        loss, extras = loss_fn(step)
+        with autocast(spec, device):
+            loss, extras = loss_fn(step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{name}: the loss became {float(loss)} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jaxtyping import TypeCheckError
 from scipy.stats import chisquare
 
 from resgen.diffusion.masking import (
@@ -21,6 +22,7 @@ from resgen.diffusion.masking import (
     sample_mask_counts,
     sample_training_counts,
     split_embeddings,
+    split_on_guess,
 )
 from resgen.diffusion.schedules import CosineSchedule, LinearSchedule
 
@@ -217,3 +219,22 @@ def test_split_embeddings(length: int, depth: int, dim: int, seed: int) -> None:
     zero = torch.zeros(2, length, dtype=torch.long)
     assert bool((split_embeddings(emb, zero)[1] == 0).all())
     assert bool((split_embeddings(emb, zero + depth)[0] == 0).all())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_split_on_guess(length: int, depth: int, dim: int, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    emb, guess = torch.randn(2, 2, length, depth, dim, generator=generator, dtype=torch.float64)
+    k = torch.randint(0, depth + 1, (2, length), generator=generator)
+    visible, target = split_on_guess(emb, guess, k)
+    for b, i in itertools.product(range(2), range(length)):
+        cut = depth - int(k[b, i])
+        torch.testing.assert_close(visible[b, i], guess[b, i, :cut].sum(0))
+    # input plus target is always the data, whatever the guess
+    torch.testing.assert_close(visible + target, emb.sum(2))
+    # a perfect guess is the ordinary split
+    for got, want in zip(split_on_guess(emb, emb, k), split_embeddings(emb, k)):
+        torch.testing.assert_close(got, want)
+    with pytest.raises((ValueError, TypeCheckError)):  # the shapes' names catch it first
+        split_on_guess(emb, torch.cat([guess, guess], dim=-1), k)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from torch import nn
 
+from resgen.networks.heads import MixtureOfGaussiansHead
 from resgen.recipes.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 
@@ -157,3 +159,44 @@ def test_validate_every_must_be_positive(tmp_path: Path) -> None:
             validate=lambda: 0.0,
             validate_every=-1,
         )
+
+
+def test_bfloat16_precision_autocasts_the_forward_and_keeps_float32_weights(
+    tmp_path: Path,
+) -> None:
+    def mse(model: nn.Module) -> float:
+        return float(((model(DATA) - TARGET) ** 2).mean())
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    untrained = mse(model)
+    dtypes: list[torch.dtype] = []
+    inner = _loss_fn(model)
+
+    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        dtypes.append(model(DATA[:2]).dtype)
+        return inner(step)
+
+    spec = attrs.evolve(SPEC, steps=200, precision="bfloat16")
+    run_stage("s", tmp_path / "bf16", {"m": model}, spec, loss_fn, {"v": 1})
+    assert set(dtypes) == {torch.bfloat16}  # the forward ran in bfloat16
+    assert model.weight.dtype == torch.float32  # the weights did not
+
+    torch.manual_seed(0)
+    reference = nn.Linear(3, 1)
+    spec = attrs.evolve(spec, precision="float32")
+    run_stage("s", tmp_path / "f32", {"m": reference}, spec, _loss_fn(reference), {"v": 1})
+    # it learns as the float32 stage does, within bfloat16's rounding
+    assert mse(model) < untrained / 4
+    assert mse(model) == pytest.approx(mse(reference), rel=0.05, abs=0.01)
+    with pytest.raises(ValueError, match="precision"):
+        StageSpec(steps=1, batch_size=1, lr=1.0, precision="float16")
+
+
+def test_the_mixture_head_computes_in_float32_under_autocast() -> None:
+    head = MixtureOfGaussiansHead(width=8, dim=4, components=2, rank=4)
+    hidden = torch.randn(2, 3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        params = head(hidden.bfloat16())
+    assert params.means.dtype == torch.float32
+    assert torch.allclose(params.means, head(hidden.bfloat16().float()).means)

