@@ -33,9 +33,13 @@ class ARLoss:
 @runtime_checkable
 class AutoregressiveModel(Protocol):
     """What :func:`ar_loss` needs of a network: teacher-forced logits ``(tokens, labels) ->
-    [batch, length, depth, codes]``, e.g. :class:`~resgen.networks.rq_transformer.RQTransformer`."""
+    [batch, length, depth, codes]``, e.g. :class:`~resgen.networks.rq_transformer.RQTransformer`.
+    Given ``padding`` ``[batch, length]``, the network may skip those positions (their logits
+    are never read)."""
 
-    def __call__(self, tokens: Tokens, labels: Labels) -> Float[Tensor, "batch length depth codes"]:
+    def __call__(
+        self, tokens: Tokens, labels: Labels, padding: Padding | None = None
+    ) -> Float[Tensor, "batch length depth codes"]:
         """Logits of every token given the earlier ones."""
         ...
 
@@ -62,7 +66,11 @@ def ar_loss(
     Returns:
         An :class:`ARLoss`.
     """
-    logits = model(tokens, labels)
+    if padding is not None and padding.shape != tokens.shape[:2]:
+        raise ValueError(
+            f"padding must have shape {tuple(tokens.shape[:2])}, got {tuple(padding.shape)}"
+        )
+    logits = model(tokens, labels) if padding is None else model(tokens, labels, padding)
     if logits.shape[:3] != tokens.shape:
         raise ValueError(
             f"model logits have shape {tuple(logits.shape)} but the tokens are "
@@ -71,10 +79,6 @@ def ar_loss(
     if padding is None:
         chosen, target = logits.flatten(0, 2), tokens.flatten()
     else:
-        if padding.shape != tokens.shape[:2]:
-            raise ValueError(
-                f"padding must have shape {tuple(tokens.shape[:2])}, got {tuple(padding.shape)}"
-            )
         chosen, target = logits[~padding].flatten(0, 1), tokens[~padding].flatten()
     if target.numel() == 0:
         raise ValueError("every position is padding: the loss is undefined")

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.transformer import AdaLNBlock, Transformer
-from resgen.typing import Labels, Tokens
+from resgen.typing import Labels, Padding, Tokens
 
 __all__ = ["RQTransformerConfig", "KVCache", "RQCache", "causal_transformer", "RQTransformer"]
 
@@ -253,13 +253,17 @@ class RQTransformer(nn.Module):
         """Learned per-depth embeddings ``[..., depth, width]`` of tokens ``[..., depth]``."""
         return self.embedding(tokens + self.offsets[: tokens.shape[-1]])
 
-    def forward(self, tokens: Tokens, labels: Labels) -> Float[Tensor, "batch length depth codes"]:
+    def forward(
+        self, tokens: Tokens, labels: Labels, padding: Padding | None = None
+    ) -> Float[Tensor, "batch length depth codes"]:
         """Teacher-forced logits ``[batch, length, depth, codes]``: entry ``(i, d)`` is the
         distribution of ``x_{i d}`` given every earlier position and depths ``< d`` of position i.
 
         Args:
             tokens: ``[batch, length, depth]`` with ``length <= config.length``.
             labels: ``[batch]`` class labels (``num_classes`` is the null label).
+            padding: optional ``[batch, length]``, ``True`` at positions whose logits are not
+                wanted (see :meth:`depth_logits`).
         """
         c = self.config
         batch, length, depth = tokens.shape
@@ -275,14 +279,41 @@ class RQTransformer(nn.Module):
         start = repeat(self.start, "w -> b 1 w", b=batch)
         x = torch.cat([start, sums[:, :-1]], dim=1) + self.position[:length]
         context = causal_transformer(self.spatial, x, cond)  # [b, l, w]
-        partial = torch.cumsum(emb[:, :, :-1], dim=2)  # sum of depths < d, for d = 1..D-1
+        return self.depth_logits(context, emb, cond, padding)
+
+    def depth_logits(
+        self,
+        context: Float[Tensor, "batch length width"],
+        embeddings: Float[Tensor, "batch length depth width"],
+        cond: Float[Tensor, "batch width"],
+        padding: Padding | None = None,
+    ) -> Float[Tensor, "batch length depth codes"]:
+        """Teacher-forced logits ``[batch, length, depth, codes]`` from the spatial context.
+
+        The depth transformer reads, at each position, ``[context, e_0, e_0 + e_1, ...]``: the
+        context, then the partial sums of the position's token embeddings (:meth:`embed`).
+        Positions marked in ``padding`` ``[batch, length]`` skip the depth transformer and the
+        output layer (their logits are zero): in a right-padded training batch that is most of
+        the baseline's cost saved at the padding.
+        """
+        batch, length, depth, _ = embeddings.shape
+        partial = torch.cumsum(embeddings[:, :, :-1], dim=2)  # sum of depths < d, d = 1..D-1
         v = torch.cat([context[:, :, None], partial], dim=2) + self.depth_position
-        v = rearrange(v, "b l d w -> (b l) d w")
-        out = causal_transformer(
-            self.depth_transformer, v, repeat(cond, "b w -> (b l) w", l=length)
-        )
-        out = rearrange(out, "(b l) d w -> b l d w", b=batch)
-        return torch.einsum("bldw,dwk->bldk", out, self.out_weight) + self.out_bias
+        cond = repeat(cond, "b w -> b l w", l=length)
+        if padding is None:
+            out = causal_transformer(
+                self.depth_transformer,
+                rearrange(v, "b l d w -> (b l) d w"),
+                rearrange(cond, "b l w -> (b l) w"),
+            )
+            out = rearrange(out, "(b l) d w -> b l d w", b=batch)
+            return torch.einsum("bldw,dwk->bldk", out, self.out_weight) + self.out_bias
+        keep = ~padding
+        out = causal_transformer(self.depth_transformer, v[keep], cond[keep])  # [real, d, w]
+        real = torch.einsum("ndw,dwk->ndk", out, self.out_weight) + self.out_bias
+        logits = real.new_zeros(batch, length, depth, self.config.codes)
+        logits[keep] = real
+        return logits
 
     def new_cache(self, labels: Labels) -> RQCache:
         """Empty sampling state for a batch of ``labels`` ``[batch]`` (class conditioning

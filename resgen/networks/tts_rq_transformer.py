@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 from attrs import asdict, field, frozen, validators
-from einops import rearrange, repeat
+from einops import repeat
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
@@ -36,7 +36,7 @@ from resgen.networks.tts_transformer import (
     frame_inputs,
     null_text,
 )
-from resgen.typing import FrameText, Labels, PhonemeIds, PhonemePadding, Tokens
+from resgen.typing import FrameText, Labels, Padding, PhonemeIds, PhonemePadding, Tokens
 
 __all__ = ["TextRQTransformerConfig", "TextRQTransformer", "BoundTextRQ"]
 
@@ -147,6 +147,7 @@ class TextRQTransformer(nn.Module):
         phonemes: PhonemeIds,
         phoneme_padding: PhonemePadding,
         frame_text: FrameText | None = None,
+        padding: Padding | None = None,
     ) -> Float[Tensor, "batch length depth codes"]:
         """Teacher-forced logits ``[batch, length, depth, codes]`` of every speech token.
 
@@ -158,6 +159,9 @@ class TextRQTransformer(nn.Module):
             phoneme_padding: ``[batch, phonemes]``, ``True`` at padding.
             frame_text: ``[batch, length]`` phoneme index per position (``-1`` = none);
                 required when the config's ``frame_text`` is set.
+            padding: optional ``[batch, length]``, ``True`` at speech padding, whose logits are
+                then not computed (zeros; see
+                :meth:`~resgen.networks.rq_transformer.RQTransformer.depth_logits`).
         """
         rq, c = self.rq, self.config
         if c.frame_text and frame_text is None:
@@ -186,13 +190,7 @@ class TextRQTransformer(nn.Module):
         out = causal_transformer(rq.spatial, packed, cond)
         where = n_real + torch.arange(length, device=tokens.device)[None]  # speech outputs
         context = out.gather(1, repeat(where, "b l -> b l w", w=c.width))
-        # the depth transformer, exactly as in RQTransformer.forward
-        partial = torch.cumsum(emb[:, :, :-1], dim=2)
-        v = torch.cat([context[:, :, None], partial], dim=2) + rq.depth_position
-        v = rearrange(v, "b l d w -> (b l) d w")
-        out = causal_transformer(rq.depth_transformer, v, repeat(cond, "b w -> (b l) w", l=length))
-        out = rearrange(out, "(b l) d w -> b l d w", b=batch)
-        return torch.einsum("bldw,dwk->bldk", out, rq.out_weight) + rq.out_bias
+        return rq.depth_logits(context, emb, cond, padding)
 
     def bind(
         self,
@@ -238,9 +236,11 @@ class BoundTextRQ(BoundPhonemes):
         """The inner RQ-Transformer's configuration (its ``length`` and ``depth``)."""
         return self.model.rq.config
 
-    def __call__(self, tokens: Tokens, labels: Labels) -> Float[Tensor, "batch length depth codes"]:
+    def __call__(
+        self, tokens: Tokens, labels: Labels, padding: Padding | None = None
+    ) -> Float[Tensor, "batch length depth codes"]:
         """Teacher-forced logits (see :meth:`TextRQTransformer.forward`)."""
-        return self.model(tokens, labels, *self.repeated_text(tokens.shape[0]))
+        return self.model(tokens, labels, *self.repeated_text(tokens.shape[0]), padding)
 
     def new_cache(self, labels: Labels) -> RQCache:
         """Sampling state for ``labels`` ``[batch]``, with the text already in the spatial cache.

@@ -144,6 +144,31 @@ def test_ar_loss_finite_decreases_and_ignores_padding() -> None:
     assert ar_loss(model, tokens, labels, padding=padding).tokens == (3 * LENGTH - 2) * 2
 
 
+def test_padding_skips_positions_without_changing_the_loss_or_its_gradients() -> None:
+    model = _model(3, class_dropout=0.0).eval()
+    tokens = torch.randint(0, CODES, (3, LENGTH, 3))
+    labels = torch.tensor([0, 1, 2])
+    padding = torch.zeros(3, LENGTH, dtype=torch.bool)
+    padding[0, -2:] = True
+    padding[2, 1:] = True
+    full, skipped = model(tokens, labels), model(tokens, labels, padding)
+    torch.testing.assert_close(skipped[~padding], full[~padding])
+    assert bool((skipped[padding] == 0).all())  # never computed
+
+    def gradients(skip: bool) -> list[torch.Tensor]:
+        model.zero_grad()
+
+        def every_position(t: torch.Tensor, y: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            return model(t, y)
+
+        loss = ar_loss(model if skip else every_position, tokens, labels, padding=padding)
+        loss.loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    for with_skip, without in zip(gradients(True), gradients(False), strict=True):
+        torch.testing.assert_close(with_skip, without)
+
+
 @pytest.mark.parametrize("depth", [1, 4])
 @pytest.mark.parametrize("guided", [False, True])
 def test_sampler_makes_l_spatial_and_ld_depth_calls(depth: int, guided: bool) -> None:
