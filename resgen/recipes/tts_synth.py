@@ -236,7 +236,7 @@ class TTSSynthConfig:
         )
     )
     scheduled_sampling: float = field(
-        default=0.5, validator=[validators.ge(0.0), validators.le(1.0)]
+        default=1.0, validator=[validators.ge(0.0), validators.le(1.0)]
     )
     objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="nll", beta=1.0))
     text_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])

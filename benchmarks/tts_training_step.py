@@ -1,13 +1,18 @@
-"""Training-step time of the TTS demo's two generators in float32 and in bfloat16 autocast.
+"""Training-step time of the TTS demo's two generators: bfloat16 autocast and padding skips.
 
 Builds ResGen's network and the autoregressive baseline at the ``tts-synth`` demo's sizes, draws
-synthetic batches shaped like the demo's (16 prompt + target sequences of about 230 positions,
-depth 8, 256 codes, about 60 phonemes), and times optimiser steps of each generator under
-``StageSpec(precision="float32")`` and ``"bfloat16"`` in the same process (the recipe's own
-autocast context). The last line is JSON with each ``bfloat16_speedup`` (float32 seconds per
-step over bfloat16's).
+synthetic batches shaped like the demo's (16 right-padded rows, about 60 % of the positions
+real, depth 8, 256 codes), and times optimiser steps in one process:
 
-    python benchmarks/mixed_precision.py [--steps 8] [--device cpu]
+- each generator under ``StageSpec(precision="float32")`` and ``"bfloat16"`` (the recipe's own
+  autocast context);
+- the baseline with its padded positions skipped by the depth transformer (``ar_loss`` passes the
+  padding, as the recipe does) and with every position computed.
+
+The last line is JSON with the seconds per step and the ratios ``*_bfloat16_speedup`` and
+``ar_padding_skip_speedup``.
+
+    python benchmarks/tts_training_step.py [--steps 8]
 
 bfloat16 pays off on CPUs with AVX-512 BF16 or AMX, and on GPUs; elsewhere it can be slower.
 """
@@ -19,8 +24,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
+import torch.nn.functional as F
 from attrs import evolve
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
@@ -39,10 +46,14 @@ VOCABULARY, LENGTH, PHONEMES = 60, 400, 160
 
 
 def demo_batch(generator: torch.Generator) -> TTSBatch:
-    """A batch shaped like the demo's: 16 rows of 160-250 positions, the first 30 % given."""
+    """A batch shaped like the demo's: 16 rows, half single utterances (100-180 positions),
+    half prompt + target pairs (250-384), so that about 60 % of the padded batch is real, as
+    in the demo's batches; the first 30 % of each row is given."""
     config = PRESETS["demo"]
     depth, codes, rows = config.codec.depth, config.codec.codes, config.generator_stage.batch_size
-    lengths = torch.randint(160, 251, (rows,), generator=generator).tolist()
+    singles = torch.randint(100, 181, (rows // 2,), generator=generator)
+    pairs = torch.randint(250, LENGTH - 15, (rows - rows // 2,), generator=generator)
+    lengths = torch.cat([singles, pairs]).tolist()
     longest = max(lengths)
     tokens = torch.randint(codes, (rows, longest, depth), generator=generator)
     padding = torch.arange(longest)[None] >= torch.tensor(lengths)[:, None]
@@ -126,22 +137,30 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator().manual_seed(0)
         return prompted_resgen_loss(resgen, codec, batch, generator, config.objective)
 
-    def baseline_loss(batch: TTSBatch) -> torch.Tensor:
+    def baseline_loss(batch: TTSBatch, skip_padding: bool = True) -> torch.Tensor:
         labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
         bound = ar.bind(batch.phonemes, batch.phoneme_padding, batch.frame_text)
-        return ar_loss(bound, batch.tokens, labels, padding=batch.padding).loss
+        if skip_padding:
+            return ar_loss(bound, batch.tokens, labels, padding=batch.padding).loss
+        logits = bound(batch.tokens, labels)  # every position, padding included
+        real = ~batch.padding
+        return F.cross_entropy(logits[real].flatten(0, 1).float(), batch.tokens[real].flatten())
 
-    result: dict[str, float] = {}
-    print(f"{'generator':<10} {'float32 s/step':>15} {'bfloat16 s/step':>16} {'speed-up':>9}")
-    for name, loss_fn, model in (("resgen", resgen_loss, resgen), ("ar", baseline_loss, ar)):
-        full = seconds_per_step(loss_fn, model, "float32", args.steps, device)
-        half = seconds_per_step(loss_fn, model, "bfloat16", args.steps, device)
-        result |= {
-            f"{name}_float32_s": full,
-            f"{name}_bfloat16_s": half,
-            f"{name}_bfloat16_speedup": full / half,
-        }
-        print(f"{name:<10} {full:>15.3f} {half:>16.3f} {full / half:>8.2f}x")
+    runs = {
+        "resgen_float32": (resgen_loss, resgen, "float32"),
+        "resgen_bfloat16": (resgen_loss, resgen, "bfloat16"),
+        "ar_float32_every_position": (partial(baseline_loss, skip_padding=False), ar, "float32"),
+        "ar_float32": (baseline_loss, ar, "float32"),
+        "ar_bfloat16": (baseline_loss, ar, "bfloat16"),
+    }
+    seconds = {}
+    for name, (loss_fn, model, precision) in runs.items():
+        seconds[name] = seconds_per_step(loss_fn, model, precision, args.steps, device)
+        print(f"{name:<28} {seconds[name]:.3f} s/step", flush=True)
+    result = {f"{name}_s": value for name, value in seconds.items()}
+    result["resgen_bfloat16_speedup"] = seconds["resgen_float32"] / seconds["resgen_bfloat16"]
+    result["ar_bfloat16_speedup"] = seconds["ar_float32"] / seconds["ar_bfloat16"]
+    result["ar_padding_skip_speedup"] = seconds["ar_float32_every_position"] / seconds["ar_float32"]
     print(json.dumps({k: round(v, 4) for k, v in result.items()}))
     return 0
 
