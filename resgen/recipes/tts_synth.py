@@ -336,8 +336,8 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each 53-61 minutes on
-2 cores, the corpus built; two thirds of it the baseline's training), ``large`` and
+"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each about 43 minutes on
+2 cores once the corpus is built), ``large`` and
 ``large-aligned`` (the same on the ``large`` corpus, which builds in about 95 s) and ``smoke``
 (about a minute)."""
 
