@@ -293,8 +293,8 @@ class RQTransformer(nn.Module):
         The depth transformer reads, at each position, ``[context, e_0, e_0 + e_1, ...]``: the
         context, then the partial sums of the position's token embeddings (:meth:`embed`).
         Positions marked in ``padding`` ``[batch, length]`` skip the depth transformer and the
-        output layer (their logits are zero): in a right-padded training batch that is most of
-        the baseline's cost saved at the padding.
+        output layer (their logits are zero), which in a right-padded training batch saves
+        the depth transformer's work at the padding.
         """
         batch, length, depth, _ = embeddings.shape
         partial = torch.cumsum(embeddings[:, :, :-1], dim=2)  # sum of depths < d, d = 1..D-1

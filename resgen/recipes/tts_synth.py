@@ -103,7 +103,7 @@ from resgen.recipes.tts_alignment import (
     spoken_alignment,
 )
 from resgen.recipes.tts_corpus import CORPUS_PRESETS, ManifestRecord, build_corpus, read_manifest
-from resgen.typing import Padding, Tokens
+from resgen.typing import Hidden, Latents, MaskCounts, Padding, Tokens
 
 __all__ = [
     "TTSSynthConfig",
@@ -153,8 +153,8 @@ class TTSSynthConfig:
         ar_network: ``width``, ``layers``, ``heads``, ``depth_layers``, ``text_layers``,
             ``frame_conv`` of the autoregressive baseline.
         generator_stage: training schedule of both generators (equal budget: the same steps,
-            batches and precision; the demo trains in bfloat16 autocast, about 1.7 times faster
-            on a CPU with AVX-512 BF16).
+            batches and precision; the demo trains in bfloat16 autocast, see
+            ``benchmarks/tts_training_step.py``).
         scheduled_sampling: probability that a ResGen training batch reads its known depths
             from the network's own full-mask guess (:func:`full_mask_guess`) instead of the
             data's tokens, and learns to correct it. The sampler's later steps see such tokens;
@@ -522,9 +522,10 @@ def prompted_resgen_loss(
 
 
 def _hidden(
-    model: TextToSpeechTransformer, batch: TTSBatch, visible: Tensor, counts: Tensor
-) -> Tensor:
-    """The network's hidden states for a batch with the text (label "with text")."""
+    model: TextToSpeechTransformer, batch: TTSBatch, visible: Latents, counts: MaskCounts
+) -> Hidden:
+    """The network's hidden states ``[batch, length, width]`` for a batch with its text, from
+    the known depths' sum ``visible`` ``[batch, length, dim]`` and the mask ``counts``."""
     return model.text_hidden(
         visible,
         counts,
