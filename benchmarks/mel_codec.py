@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict] = {
     "ds4-depth16-hidden256": {"downsample": 4, "depth": 16, "hidden": 256},
     "ds4-depth16-latent64": {"downsample": 4, "depth": 16, "latent_dim": 64},
     "ds2": {"downsample": 2},
+    "ds2-depth16": {"downsample": 2, "depth": 16},
+    "ds2-hidden256": {"downsample": 2, "hidden": 256},
+    "ds1": {"downsample": 1},
 }
 """Codec fields changed from the demo preset's codec, by name."""
 
