@@ -333,9 +333,8 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (each under an hour on 2
-cores, the corpus included) and ``smoke``
-(about a minute)."""
+"""Ready-made sizes: ``demo`` (44 minutes on 2 cores, the corpus included), ``demo-uniform`` and
+``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke`` (about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
