@@ -27,7 +27,6 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from attrs import evolve
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
@@ -130,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     def baseline_loss(batch: TTSBatch, skip_padding: bool = True) -> torch.Tensor:
         labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
         bound = ar.bind(batch.phonemes, batch.phoneme_padding, batch.frame_text)
-        if skip_padding:
-            return ar_loss(bound, batch.tokens, labels, padding=batch.padding).loss
-        logits = bound(batch.tokens, labels)  # every position, padding included
-        real = ~batch.padding
-        return F.cross_entropy(logits[real].flatten(0, 1).float(), batch.tokens[real].flatten())
+
+        def every_position(tokens: torch.Tensor, labels: torch.Tensor, _: object) -> torch.Tensor:
+            return bound(tokens, labels)  # the padding is computed, then left out of the loss
+
+        model = bound if skip_padding else every_position
+        return ar_loss(model, batch.tokens, labels, padding=batch.padding).loss
 
     runs = {
         "resgen_float32": (resgen_loss, resgen, "float32"),
