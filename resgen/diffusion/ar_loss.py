@@ -34,13 +34,14 @@ class ARLoss:
 class AutoregressiveModel(Protocol):
     """What :func:`ar_loss` needs of a network: teacher-forced logits ``(tokens, labels) ->
     [batch, length, depth, codes]``, e.g. :class:`~resgen.networks.rq_transformer.RQTransformer`.
-    Given ``padding`` ``[batch, length]``, the network may skip those positions (their logits
-    are never read)."""
+    Given ``padding`` ``[batch, length]``, it returns the logits of the real positions only,
+    packed: ``[positions, depth, codes]`` in the order of ``tokens[~padding]`` (so it may skip
+    the padding's work, and no padded logits are allocated)."""
 
     def __call__(
         self, tokens: Tokens, labels: Labels, padding: Padding | None = None
-    ) -> Float[Tensor, "batch length depth codes"]:
-        """Logits of every token given the earlier ones."""
+    ) -> Float[Tensor, "batch length depth codes"] | Float[Tensor, "positions depth codes"]:
+        """Logits of every token given the earlier ones (packed when ``padding`` is given)."""
         ...
 
 
@@ -70,16 +71,18 @@ def ar_loss(
         raise ValueError(
             f"padding must have shape {tuple(tokens.shape[:2])}, got {tuple(padding.shape)}"
         )
-    logits = model(tokens, labels) if padding is None else model(tokens, labels, padding)
-    if logits.shape[:3] != tokens.shape:
+    if padding is None:
+        logits, target_tokens = model(tokens, labels), tokens
+    else:
+        logits, target_tokens = model(tokens, labels, padding), tokens[~padding]
+    if logits.shape[:-1] != target_tokens.shape:
         raise ValueError(
             f"model logits have shape {tuple(logits.shape)} but the tokens are "
-            f"{tuple(tokens.shape)}: the model's depth does not match the codec's"
+            f"{tuple(target_tokens.shape)}"
+            + ("" if padding is None else " (the real positions' tokens, packed)")
+            + ": the model's depth does not match the codec's"
         )
-    if padding is None:
-        chosen, target = logits.flatten(0, 2), tokens.flatten()
-    else:
-        chosen, target = logits[~padding].flatten(0, 1), tokens[~padding].flatten()
+    chosen, target = logits.flatten(0, -2), target_tokens.flatten()
     if target.numel() == 0:
         raise ValueError("every position is padding: the loss is undefined")
     chosen = chosen.float()

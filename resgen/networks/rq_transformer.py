@@ -255,7 +255,7 @@ class RQTransformer(nn.Module):
 
     def forward(
         self, tokens: Tokens, labels: Labels, padding: Padding | None = None
-    ) -> Float[Tensor, "batch length depth codes"]:
+    ) -> Float[Tensor, "batch length depth codes"] | Float[Tensor, "positions depth codes"]:
         """Teacher-forced logits ``[batch, length, depth, codes]``: entry ``(i, d)`` is the
         distribution of ``x_{i d}`` given every earlier position and depths ``< d`` of position i.
 
@@ -263,7 +263,8 @@ class RQTransformer(nn.Module):
             tokens: ``[batch, length, depth]`` with ``length <= config.length``.
             labels: ``[batch]`` class labels (``num_classes`` is the null label).
             padding: optional ``[batch, length]``, ``True`` at positions whose logits are not
-                wanted (see :meth:`depth_logits`).
+                wanted: then only the others' logits are returned, packed (see
+                :meth:`depth_logits`).
         """
         c = self.config
         batch, length, depth = tokens.shape
@@ -287,14 +288,15 @@ class RQTransformer(nn.Module):
         embeddings: Float[Tensor, "batch length depth width"],
         cond: Float[Tensor, "batch width"],
         padding: Padding | None = None,
-    ) -> Float[Tensor, "batch length depth codes"]:
+    ) -> Float[Tensor, "batch length depth codes"] | Float[Tensor, "positions depth codes"]:
         """Teacher-forced logits ``[batch, length, depth, codes]`` from the spatial context.
 
         The depth transformer reads, at each position, ``[context, e_0, e_0 + e_1, ...]``: the
         context, then the partial sums of the position's token embeddings (:meth:`embed`).
-        Positions marked in ``padding`` ``[batch, length]`` skip the depth transformer and the
-        output layer (their logits are zero), which in a right-padded training batch saves
-        the depth transformer's work at the padding.
+        With ``padding`` ``[batch, length]``, the marked positions skip the depth transformer
+        and the output layer, and the logits of the others come packed,
+        ``[positions, depth, codes]`` in the order of ``embeddings[~padding]``: a right-padded
+        training batch spends no work and no memory on its padding.
         """
         batch, length, depth, _ = embeddings.shape
         partial = torch.cumsum(embeddings[:, :, :-1], dim=2)  # sum of depths < d, d = 1..D-1
@@ -310,10 +312,7 @@ class RQTransformer(nn.Module):
             return torch.einsum("bldw,dwk->bldk", out, self.out_weight) + self.out_bias
         keep = ~padding
         out = causal_transformer(self.depth_transformer, v[keep], cond[keep])  # [real, d, w]
-        real = torch.einsum("ndw,dwk->ndk", out, self.out_weight) + self.out_bias
-        logits = real.new_zeros(batch, length, depth, self.config.codes)
-        logits[keep] = real
-        return logits
+        return torch.einsum("ndw,dwk->ndk", out, self.out_weight) + self.out_bias
 
     def new_cache(self, labels: Labels) -> RQCache:
         """Empty sampling state for a batch of ``labels`` ``[batch]`` (class conditioning

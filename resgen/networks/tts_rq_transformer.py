@@ -148,7 +148,7 @@ class TextRQTransformer(nn.Module):
         phoneme_padding: PhonemePadding,
         frame_text: FrameText | None = None,
         padding: Padding | None = None,
-    ) -> Float[Tensor, "batch length depth codes"]:
+    ) -> Float[Tensor, "batch length depth codes"] | Float[Tensor, "positions depth codes"]:
         """Teacher-forced logits ``[batch, length, depth, codes]`` of every speech token.
 
         Args:
@@ -160,7 +160,8 @@ class TextRQTransformer(nn.Module):
             frame_text: ``[batch, length]`` phoneme index per position (``-1`` = none);
                 required when the config's ``frame_text`` is set.
             padding: optional ``[batch, length]``, ``True`` at speech padding, whose logits are
-                then not computed (zeros; see
+                then not computed: the real positions' logits come packed,
+                ``[positions, depth, codes]`` (see
                 :meth:`~resgen.networks.rq_transformer.RQTransformer.depth_logits`).
         """
         rq, c = self.rq, self.config
@@ -238,8 +239,9 @@ class BoundTextRQ(BoundPhonemes):
 
     def __call__(
         self, tokens: Tokens, labels: Labels, padding: Padding | None = None
-    ) -> Float[Tensor, "batch length depth codes"]:
-        """Teacher-forced logits (see :meth:`TextRQTransformer.forward`)."""
+    ) -> Float[Tensor, "batch length depth codes"] | Float[Tensor, "positions depth codes"]:
+        """Teacher-forced logits (see :meth:`TextRQTransformer.forward`; packed with
+        ``padding``)."""
         return self.model(tokens, labels, *self.repeated_text(tokens.shape[0]), padding)
 
     def new_cache(self, labels: Labels) -> RQCache:

@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -237,17 +238,27 @@ def corpus_alignments(
             }
             if all(k in stored for k in wanted):
                 return {k: stored[k] for k in wanted}
-    out: dict[str, PhoneAlignment] = {}
-    bar = tqdm(total=sum(map(len, groups.values())), desc="alignments", disable=not verbose)
-    for name, members in groups.items():
-        for start in range(0, len(members), 60):
-            chunk = members[start : start + 60]
-            timed = synthesizer_alignments(name, [r.text for r, _ in chunk])
-            for (record, tempo), alignment in zip(chunk, timed):
-                # rounded as the cache stores it, so a resumed run reads the very same timing
-                out[record.id] = PhoneAlignment(**alignment.stretched(1.0 / tempo).to_dict())
-            bar.update(len(chunk))
+    chunks = [
+        (name, members[start : start + 60])
+        for name, members in groups.items()
+        for start in range(0, len(members), 60)
+    ]
+    bar = tqdm(total=len(wanted), desc="alignments", disable=not verbose)
+
+    def align(job: tuple[str, list[tuple[ManifestRecord, float]]]) -> list[PhoneAlignment]:
+        timed = synthesizer_alignments(job[0], [record.text for record, _ in job[1]])
+        bar.update(len(job[1]))
+        return timed
+
+    # two synthesiser processes at a time: the work is in them, one per core
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(align, chunks))
     bar.close()
+    out: dict[str, PhoneAlignment] = {}
+    for (_, chunk), timed in zip(chunks, results):
+        for (record, tempo), alignment in zip(chunk, timed):
+            # rounded as the cache stores it, so a resumed run reads the very same timing
+            out[record.id] = PhoneAlignment(**alignment.stretched(1.0 / tempo).to_dict())
     rows = [json.dumps({"hash": digest})]
     rows += [json.dumps({"id": k, **v.to_dict()}) for k, v in out.items()]
     tmp = cache.with_name(f".{cache.name}.tmp")
