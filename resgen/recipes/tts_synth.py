@@ -335,7 +335,7 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` (44 minutes on 2 cores, the corpus included), ``demo-uniform`` and
+"""Ready-made sizes: ``demo`` (48 minutes on 2 cores, the corpus included), ``demo-uniform`` and
 ``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke`` (about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
@@ -466,7 +466,7 @@ def training_batch(
     low, high = config.prompt_fraction
     # One kind per batch, not per example: a batch mixing pairs (twice as long) with single
     # utterances is padded to its pairs' length. Each example is still a pair with probability
-    # ``pair_prob``; a batch of one kind is ~1/4 shorter on average, and attention costs its square.
+    # ``pair_prob``; on the demo corpus a row holds ~1/5 fewer padded positions.
     pairs = float(torch.rand((), generator=generator)) < config.pair_prob
     sequences, prompts, texts, segments = [], [], [], []
     for index in torch.randint(len(utterances), (batch_size,), generator=generator).tolist():
