@@ -15,14 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from attrs import evolve
 
 from resgen.cli import main
 from resgen.networks.aligner import PhonemeAligner
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
-from resgen.recipes.tts_alignment import PhonemeFrontEnd
-from resgen.recipes.tts_synth import PRESETS, load_trained, run
+from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText
+from resgen.recipes.tts_corpus import ManifestRecord
+from resgen.recipes.tts_synth import (
+    PRESETS,
+    Utterance,
+    _by_speaker,
+    load_trained,
+    run,
+    training_batch,
+)
 
 KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
 
@@ -174,12 +183,6 @@ def test_resgen_variants_are_checked() -> None:
 def test_training_batches_hold_one_kind_of_example() -> None:
     """Pairs (prompt utterance + target) and single utterances are not mixed in a batch, so a
     batch of singles is not padded to the pairs' length; both kinds still occur."""
-    import torch
-
-    from resgen.recipes.tts_alignment import SpokenText
-    from resgen.recipes.tts_corpus import ManifestRecord
-    from resgen.recipes.tts_synth import Utterance, _by_speaker, training_batch
-
     utterances = [
         Utterance(
             ManifestRecord(f"s{s}_{i}", "a.wav", "a b", ("a", "b"), f"s{s}", f"s{s}", 1.0),
