@@ -335,8 +335,9 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` (48 minutes on 2 cores, the corpus included), ``demo-uniform`` and
-``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke`` (about a minute)."""
+"""Ready-made sizes: ``demo`` (37-48 minutes on 2 cores, the corpus included),
+``demo-uniform`` and ``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke``
+(about a minute)."""
 
 PAPER_SCALE = TTSTransformerConfig(
     length=1024,  # about 65 s at 15.6 latent frames/s (prompt + target)
@@ -1009,7 +1010,7 @@ def synthesize(
         aligner: the run's learned aligner, which times the prompt's transcript on its audio
             (learned-alignment runs; :func:`load_trained` returns it).
         vocoder_iterations: Griffin-Lim iterations.
-        seed: sampling seed.
+        seed: seed of the sampling and of the vocoder's initial phase.
 
     Returns:
         ``[out_samples]`` the generated speech at the codec's sample rate (the prompt excluded).
@@ -1067,7 +1068,7 @@ def synthesize(
         [frames],
         generator,
     )
-    vocoder = GriffinLimVocoder(codec.config.mel, iterations=vocoder_iterations)
+    vocoder = GriffinLimVocoder(codec.config.mel, iterations=vocoder_iterations, seed=seed)
     return _waveform(codec, tokens, vocoder)
 
 
@@ -1126,7 +1127,10 @@ def evaluate(
     is needed when ``config.duration == "model"``)."""
     rate = codec.sample_rate
     items = choose_eval_items(test, config, codec.frame_rate)
-    vocoder = GriffinLimVocoder(codec.config.mel, iterations=config.vocoder_iterations)
+    # A fixed initial phase: the same tokens always give the same audio and transcripts.
+    vocoder = GriffinLimVocoder(
+        codec.config.mel, iterations=config.vocoder_iterations, seed=config.seed
+    )
     if duration is None and (config.duration == "model" or config.text_alignment == "learned"):
         raise ValueError("duration='model' and text_alignment='learned' need the duration model")
     predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from resgen.networks.heads import MixtureOfGaussiansHead
+from resgen.recipes.averaging import WeightAverage
 from resgen.recipes.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 
@@ -200,3 +201,77 @@ def test_the_mixture_head_computes_in_float32_under_autocast() -> None:
         params = head(hidden.bfloat16())
     assert params.means.dtype == torch.float32
     assert torch.allclose(params.means, head(hidden.bfloat16().float()).means)
+
+
+def test_weight_average_follows_the_warmed_up_decay() -> None:
+    param = nn.Parameter(torch.zeros(2))
+    average = WeightAverage([param], decay=0.9)
+    expected = torch.zeros(2)
+    for n, value in enumerate([1.0, 3.0, -2.0, 5.0, 4.0], start=1):
+        with torch.no_grad():
+            param.fill_(value)
+        decay = min(0.9, (1 + n) / (10 + n))
+        assert average.current_decay() == pytest.approx(decay)
+        average.update()
+        expected = decay * expected + (1 - decay) * value
+        assert torch.allclose(average.averages[0], expected)
+    with average.swapped():
+        assert torch.allclose(param, expected)
+    assert torch.equal(param.detach(), torch.full((2,), 4.0))  # the trained value is back
+    with pytest.raises(ValueError, match=r"decay must lie in \(0, 1\)"):
+        WeightAverage([param], decay=1.0)
+    with pytest.raises(ValueError, match="do not match"):
+        average.load_state_dict({"updates": 1, "averages": [torch.zeros(3)]})
+
+
+def test_a_stage_with_a_weight_average_ends_on_it_and_resumes_exactly(tmp_path: Path) -> None:
+    spec = attrs.evolve(SPEC, ema_decay=0.8)
+    torch.manual_seed(0)
+    plain = nn.Linear(3, 1)
+    seen: list[torch.Tensor] = []  # the weights each step starts from
+    inner = _loss_fn(plain)
+
+    def recording(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        seen.append(plain.weight.detach().clone())
+        return inner(step)
+
+    run_stage("s", tmp_path / "plain", {"m": plain}, SPEC, recording, {"v": 1})
+    expected = seen[0]
+    for n, weight in enumerate([*seen[1:], plain.weight.detach()], start=1):
+        decay = min(0.8, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * weight
+
+    torch.manual_seed(0)
+    averaged = nn.Linear(3, 1)
+    straight = run_stage(
+        "s",
+        tmp_path / "a",
+        {"m": averaged},
+        spec,
+        _loss_fn(averaged),
+        {"v": 1},
+        validate=lambda: float(averaged.weight.sum()),
+    )
+    assert torch.allclose(averaged.weight, expected, atol=1e-6)
+    assert not torch.allclose(averaged.weight, plain.weight, atol=1e-3)
+    assert straight.validation[-1][1] == pytest.approx(float(expected.sum()), abs=1e-5)
+    loaded = nn.Linear(3, 1)  # the final checkpoint holds the average
+    run_stage("s", tmp_path / "a", {"m": loaded}, spec, _loss_fn(loaded), {"v": 1})
+    assert torch.equal(loaded.weight, averaged.weight)
+
+    torch.manual_seed(0)
+    interrupted = nn.Linear(3, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(
+            "s", tmp_path / "b", {"m": interrupted}, spec, _loss_fn(interrupted, 25), {"v": 1}
+        )
+    resumed = nn.Linear(3, 1)
+    run_stage("s", tmp_path / "b", {"m": resumed}, spec, _loss_fn(resumed), {"v": 1})
+    assert torch.allclose(resumed.weight, averaged.weight, atol=1e-6)
+
+    torch.manual_seed(0)
+    unaveraged = nn.Linear(3, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("s", tmp_path / "c", {"m": unaveraged}, SPEC, _loss_fn(unaveraged, 25), {"v": 1})
+    with pytest.raises(ValueError, match="holds no weight average"):
+        run_stage("s", tmp_path / "c", {"m": unaveraged}, spec, _loss_fn(unaveraged), {"v": 1})
