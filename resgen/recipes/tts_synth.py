@@ -16,8 +16,9 @@ Stages (each resumable, each under its own folder of ``--out``):
 6. ``evaluate``: for each held-out speaker, a prompt (its utterance nearest to ``prompt_seconds``,
    with its text) and ``eval_per_speaker`` target sentences; ResGen (T steps) and the baseline
    continue the prompt with the target text; WAVs under ``samples/``, then ``metrics.json``
-   (WER/CER by Whisper tiny.en, speaker similarity by Resemblyzer, for ground truth, codec
-   resynthesis, ResGen and the baseline) and ``loss.png``.
+   (WER/CER by Whisper tiny.en, speaker similarity by Resemblyzer, for ground truth, the ground
+   truth's own mels through the vocoder, codec resynthesis, ResGen and the baseline) and
+   ``loss.png``.
 
 **Training examples.** A training utterance's tokens with a given prefix: with probability
 ``pair_prob`` the prefix is another whole utterance of the same speaker, placed before it, and
@@ -275,7 +276,7 @@ class TTSSynthConfig:
     def __attrs_post_init__(self) -> None:
         options = {f.name for f in fields(SamplerConfig)} | {"guidance_scale"}
         for row, changes in self.resgen_variants.items():
-            if row in ("truth", "resynth", "resgen", "ar", "prompt"):
+            if row in ("truth", "vocoded", "resynth", "resgen", "ar", "prompt"):
                 raise ValueError(f"resgen_variants: {row!r} is already a row of the evaluation")
             unknown = sorted(set(changes) - options)
             if unknown:
@@ -976,6 +977,13 @@ def _waveform(codec: MelRVQVAE, tokens: Tensor, vocoder: GriffinLimVocoder) -> T
     return wave_[0, : int(lengths[0])]
 
 
+def _vocoded(codec: MelRVQVAE, audio: Tensor, vocoder: GriffinLimVocoder) -> Tensor:
+    """``audio`` through the codec's mel front-end and the vocoder, with no tokens between:
+    what the vocoder alone loses."""
+    mels, padding = codec.frontend(audio[None], None, codec.sample_rate)
+    return vocoder(mels, padding)[0, : audio.shape[-1]]
+
+
 def synthesize(
     codec: MelRVQVAE,
     model: TextToSpeechTransformer,
@@ -1192,7 +1200,9 @@ def evaluate(
     ar_seconds = time.perf_counter() - tick
     generated_seconds = sum(frames) / codec.frame_rate
 
-    rows: dict[str, list[Tensor]] = {k: [] for k in ("truth", "resynth", *resgen_tokens, "ar")}
+    rows: dict[str, list[Tensor]] = {
+        k: [] for k in ("truth", "vocoded", "resynth", *resgen_tokens, "ar")
+    }
     prompts: dict[str, Tensor] = {}
     names = []
     for k, (prompt, target) in enumerate(items):
@@ -1206,14 +1216,16 @@ def evaluate(
         audio = {
             "prompt": prompts[prompt.record.speaker],
             "truth": truth,
+            "vocoded": _vocoded(codec, truth, vocoder),
             "resynth": _waveform(codec, target.tokens, vocoder),
             **{r: _waveform(codec, tokens[k], vocoder) for r, tokens in resgen_tokens.items()},
             "ar": _waveform(codec, ar_tokens[k], vocoder),
         }
         for kind, signal in audio.items():
-            write_wav(out / "samples" / f"{name}_{kind}.wav", signal, rate)
-            if kind in rows:
-                rows[kind].append(signal)
+            path = out / "samples" / f"{name}_{kind}.wav"
+            write_wav(path, signal, rate)
+            if kind in rows:  # scored as written (16-bit), so the files give the same figures
+                rows[kind].append(_read_wav(path)[0])
     write_json(
         out / "samples" / "index.json",
         [

