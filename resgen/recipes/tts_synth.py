@@ -136,6 +136,10 @@ __all__ = [
 ]
 
 
+_REFERENCE_ROWS = ("truth", "vocoded", "resynth")
+"""Evaluation rows scored from the recordings, before any generated one."""
+
+
 @frozen
 class TTSSynthConfig:
     """Everything the recipe needs; a preset is one of these.
@@ -276,7 +280,7 @@ class TTSSynthConfig:
     def __attrs_post_init__(self) -> None:
         options = {f.name for f in fields(SamplerConfig)} | {"guidance_scale"}
         for row, changes in self.resgen_variants.items():
-            if row in ("truth", "vocoded", "resynth", "resgen", "ar", "prompt"):
+            if row in (*_REFERENCE_ROWS, "resgen", "ar", "prompt"):
                 raise ValueError(f"resgen_variants: {row!r} is already a row of the evaluation")
             unknown = sorted(set(changes) - options)
             if unknown:
@@ -1200,9 +1204,7 @@ def evaluate(
     ar_seconds = time.perf_counter() - tick
     generated_seconds = sum(frames) / codec.frame_rate
 
-    rows: dict[str, list[Tensor]] = {
-        k: [] for k in ("truth", "vocoded", "resynth", *resgen_tokens, "ar")
-    }
+    rows: dict[str, list[Tensor]] = {k: [] for k in (*_REFERENCE_ROWS, *resgen_tokens, "ar")}
     prompts: dict[str, Tensor] = {}
     names = []
     for k, (prompt, target) in enumerate(items):

@@ -19,6 +19,7 @@ import torch
 from attrs import evolve
 
 from resgen.cli import main
+from resgen.eval.asr import WhisperRecognizer
 from resgen.networks.aligner import PhonemeAligner
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
@@ -28,6 +29,7 @@ from resgen.recipes.tts_synth import (
     PRESETS,
     Utterance,
     _by_speaker,
+    _read_wav,
     load_trained,
     run,
     training_batch,
@@ -85,9 +87,6 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
     if has_asr:  # the synthetic ground truth is intelligible
         assert rows["truth"]["wer"] < 0.5
         # the figures are those of the files a person plays: re-transcribing a WAV agrees
-        from resgen.eval.asr import WhisperRecognizer
-        from resgen.recipes.tts_synth import _read_wav
-
         for kind in ("resynth", "resgen"):
             audio, rate = _read_wav(out / "samples" / f"{names[0]}_{kind}.wav")
             assert WhisperRecognizer().transcribe(audio, rate) == rows[kind]["transcripts"][0]
