@@ -695,8 +695,15 @@ def tokenize(
     """
     cached = load_file(str(path)) if path.is_file() else {}
     if set(cached) != {r.id for r in records}:
+        if len(mels) != len(records):
+            # checked before anything is written: a cache is never replaced by a partial one
+            raise ValueError(
+                f"the token cache {path} does not hold exactly these {len(records)} utterances "
+                f"and {len(mels)} mels were given to encode them: pass every utterance's mels "
+                "(or every utterance of the run the cache belongs to)"
+            )
         cached = {}
-        for record, mel in zip(tqdm(records, desc="tokens"), mels):
+        for record, mel in zip(tqdm(records, desc="tokens"), mels, strict=True):
             tokens, _ = codec.encode(mel[None])
             cached[record.id] = tokens[0].to(torch.int16).contiguous()
         tmp = path.with_name(f".{path.name}.tmp")

@@ -24,7 +24,7 @@ from resgen.networks.aligner import PhonemeAligner
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
 from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText
-from resgen.recipes.tts_corpus import ManifestRecord
+from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
 from resgen.recipes.tts_synth import (
     PRESETS,
     Utterance,
@@ -32,6 +32,7 @@ from resgen.recipes.tts_synth import (
     _read_wav,
     load_trained,
     run,
+    tokenize,
     training_batch,
 )
 
@@ -179,6 +180,20 @@ def test_learned_run_keeps_its_aligner(smoke_run: tuple[Path, dict, float]) -> N
     spoken = trained.front_end("Hello there.")
     assert spoken.ends is not None and float(spoken.ends[-1]) == 1.0
     assert (spoken.ends.diff() > 0).all()
+
+
+def test_token_cache_is_never_replaced_by_a_partial_one(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    out, _, _ = smoke_run
+    cache = tmp_path / "tokens.safetensors"
+    cache.write_bytes((out / "tokens.safetensors").read_bytes())
+    records = read_manifest(out / "corpus" / "manifest.jsonl")
+    codec = load_trained(out).codec
+    # a subset of the cached utterances and no mels to encode them: nothing to rebuild from
+    with pytest.raises(ValueError, match="token cache"):
+        tokenize(codec, records[:2], [], {}, cache)
+    assert cache.read_bytes() == (out / "tokens.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("alignment", ["synthesizer", "learned"])
