@@ -473,20 +473,23 @@ class MelRVQVAE(nn.Module):
 
     @torch.no_grad()
     def decode(
-        self, tokens: Tokens, latent_padding: Padding | None = None
+        self, tokens: Tokens, latent_padding: Padding | None = None, *, partial: bool = False
     ) -> tuple[LogMels, FramePadding]:
         """Log-mels of tokens.
 
         Args:
             tokens: ``[batch, length, depth]`` (values at padded positions are ignored).
             latent_padding: ``[batch, length]``, ``True`` at padded positions (default: none).
+            partial: accept the tokens of the first ``d <= depth`` depths only and decode their
+                partial sum, a coarser approximation of the same latent (a lower bitrate; train
+                with ``dropout_prob > 0`` for a decoder that has seen such sums).
 
         Returns:
             ``(mels, frame_padding)``: ``[batch, length * downsample, n_mels]`` log-mels (padded
             frames hold ``mel.silence``) and ``[batch, length * downsample]`` ``True`` at padded
             frames.
         """
-        self.rvq.check_tokens(tokens)
+        self.rvq.check_tokens(tokens, partial=partial)
         batch, length, _ = tokens.shape
         device = self.mel_mean.device
         tokens = tokens.to(device)
@@ -501,7 +504,7 @@ class MelRVQVAE(nn.Module):
             latent_padding = latent_padding.to(device)
             lengths = padding_to_lengths(latent_padding, "latent_padding")
             tokens = tokens.masked_fill(rearrange(latent_padding, "b l -> b l 1"), 0)
-        z = self.rvq.decode(tokens)
+        z = self.rvq.decode(tokens, partial=partial)
         frame_lengths = lengths * self.downsample
         mels = self.denormalize(self._mels(z, lengths))
         frame_padding = lengths_to_padding(frame_lengths, mels.shape[1])

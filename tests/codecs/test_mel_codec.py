@@ -3,6 +3,7 @@ variable-length padding, the depth-32 option, clear errors, a tiny overfit)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -189,6 +190,32 @@ def test_padding_never_changes_real_frames(codec: MelRVQVAE) -> None:
     dec_b, _ = codec.decode(scrambled, latent_padding)
     real = ~frame_padding
     assert torch.allclose(dec_a[real], dec_b[real], atol=1e-5)
+
+
+def test_partial_depth_decoding_is_the_partial_sum(codec: MelRVQVAE) -> None:
+    # unit-size codewords at every depth, so that each depth visibly moves the output
+    codec = copy.deepcopy(codec)
+    codec.rvq.codebooks.data = torch.randn(codec.rvq.codebooks.shape, generator=_seeded(1))
+    tokens = torch.randint(0, 32, (2, 6, 4), generator=_seeded(2))
+    latent_padding = torch.tensor([[False] * 6, [False] * 3 + [True] * 3])
+    full, frame_padding = codec.decode(tokens, latent_padding)
+    same, _ = codec.decode(tokens, latent_padding, partial=True)
+    assert torch.equal(same, full)
+    coarse, coarse_padding = codec.decode(tokens[..., :2], latent_padding, partial=True)
+    assert coarse.shape == full.shape and torch.equal(coarse_padding, frame_padding)
+    real = ~frame_padding
+    assert (coarse[real] - full[real]).abs().mean() > 0.1
+    # the same as the whole tokens through a copy whose depths 2.. are zero vectors
+    truncated = copy.deepcopy(codec)
+    truncated.rvq.codebooks.data[2:] = 0
+    expected, _ = truncated.decode(tokens, latent_padding)
+    assert torch.allclose(coarse, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="depth 4"):
+        codec.decode(tokens[..., :2], latent_padding)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def test_waveform_round_trip(codec: MelRVQVAE) -> None:
