@@ -114,6 +114,8 @@ class WhisperRecognizer:
         self.device = device
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1 (1 = greedy), got {beam_size}")
         self.beam_size = beam_size
         if not temperatures or any(t < 0 for t in temperatures):
             raise ValueError(

@@ -75,6 +75,12 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     wer.add_argument("--asr", choices=("whisper", "pocketsphinx"), default="whisper")
     wer.add_argument("--threads", type=int, default=2, help="CPU threads of the ASR")
+    wer.add_argument(
+        "--beam-size",
+        type=int,
+        default=1,
+        help="Whisper's decoding beam (default 1: greedy, as the recipes score)",
+    )
     wer.add_argument("--hypotheses", help="write the raw transcripts here, 'ID<TAB>text' lines")
     wer.add_argument("--json", action="store_true")
     wer.add_argument("--no-progress", action="store_true")
@@ -224,7 +230,7 @@ def run_wer(args: argparse.Namespace) -> int:
     transcripts = read_transcripts(args.text)
     pairs = match_audio_files(args.audio, transcripts)
     if args.asr == "whisper":
-        recognizer = WhisperRecognizer(cpu_threads=args.threads)
+        recognizer = WhisperRecognizer(cpu_threads=args.threads, beam_size=args.beam_size)
     else:
         recognizer = PocketSphinxRecognizer()
     refs, hyps, lines = [], [], []

@@ -25,7 +25,8 @@ def test_parser_wires_every_command() -> None:
     fid = parse(["eval", "fid", "--real", "a", "--fake", "b"])
     assert fid.features == "inception" and callable(fid.func)
     wer = parse(["eval", "wer", "--audio", "d", "--text", "t", "--asr", "pocketsphinx"])
-    assert wer.asr == "pocketsphinx" and callable(wer.func)
+    assert wer.asr == "pocketsphinx" and wer.beam_size == 1 and callable(wer.func)
+    assert parse(["eval", "wer", "--audio", "d", "--text", "t", "--beam-size", "5"]).beam_size == 5
     sim = parse(["eval", "sim", "--audio", "d", "--reference", "r"])
     assert callable(sim.func)
     with pytest.raises(SystemExit):

@@ -87,6 +87,9 @@ def test_whisper_wer_on_librivox(librivox) -> None:
     hyps = [asr.transcribe(audio, rate) for _, audio, rate, _ in librivox]
     wer = word_error_rate(refs, hyps)
     assert wer <= 0.10, (wer, hyps)
+    beam = WhisperRecognizer(beam_size=5)
+    beam_hyps = [beam.transcribe(audio, rate) for _, audio, rate, _ in librivox]
+    assert word_error_rate(refs, beam_hyps) <= 0.10, beam_hyps
     # Resampling is handled: the same clip at 8 kHz is still understood.
     _, audio, rate, text = librivox[4]
     low = asr.transcribe(resample(audio, rate, 8000), 8000)
@@ -102,6 +105,8 @@ def test_whisper_transcripts_are_reproducible(librivox) -> None:
         assert len({asr.transcribe(backwards, rate) for _ in range(3)}) == 1
     with pytest.raises(ValueError, match="temperatures"):
         WhisperRecognizer(temperatures=())
+    with pytest.raises(ValueError, match="beam_size"):
+        WhisperRecognizer(beam_size=0)
 
 
 def test_pocketsphinx_runs(librivox) -> None:
