@@ -40,7 +40,6 @@ from tts_probe import placed_texts
 
 from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.sampler import ResGenSampler
-from resgen.networks.tts_transformer import TEXT_LABEL
 from resgen.recipes import tts_synth
 from resgen.recipes.tts_corpus import read_manifest
 
@@ -77,20 +76,7 @@ def complete_depths(
         part = pairs[start : start + 8]
         batch = tts_synth.pair_batch(part)
         known = torch.where(batch.given, codec.depth, given).masked_fill(batch.padding, 0)
-        tokens = sampler.sample(
-            model.bind(
-                batch.phonemes,
-                batch.phoneme_padding,
-                batch.frame_text if model.config.frame_text else None,
-            ),
-            codec.quantizer,
-            torch.full((len(part),), TEXT_LABEL, dtype=torch.long),
-            batch.tokens.shape[1],
-            prompt_tokens=batch.tokens,
-            prompt_depths=known,
-            padding=batch.padding,
-            generator=generator,
-        )
+        tokens = tts_synth.sample_batch(model, codec, sampler, batch, known, generator)
         out += [
             tokens[i, len(p.tokens) : len(p.tokens) + len(t.tokens)]
             for i, (p, t) in enumerate(part)

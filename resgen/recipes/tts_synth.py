@@ -128,6 +128,7 @@ __all__ = [
     "learn_alignment",
     "choose_eval_items",
     "held_out_batches",
+    "sample_batch",
     "synthesize",
     "evaluate",
     "load_trained",
@@ -930,23 +931,36 @@ def _generate_resgen(
         [[a.segment(len(p)), b.segment(n)] for p, (a, b), n in zip(prompts, texts, lengths)],
         depth,
     )
-    prompt_depths = batch.given.long() * depth
-    labels = torch.full((len(prompts),), TEXT_LABEL, dtype=torch.long)
-    tokens = sampler.sample(
+    tokens = sample_batch(model, codec, sampler, batch, batch.given.long() * depth, generator)
+    return [tokens[i, len(p) : len(p) + n] for i, (p, n) in enumerate(zip(prompts, lengths))]
+
+
+def sample_batch(
+    model: TextToSpeechTransformer,
+    codec: MelRVQVAE,
+    sampler: ResGenSampler,
+    batch: TTSBatch,
+    known_depths: MaskCounts,
+    generator: torch.Generator | None = None,
+) -> Tokens:
+    """ResGen's tokens ``[batch, length, depth]`` for a batch with its text, keeping the first
+    ``known_depths[b, i]`` depths of each position from ``batch.tokens`` (``[batch, length]``:
+    the codec's depth over a prompt, 0 where everything is to be generated, anything between
+    to have the sampler complete given coarse depths)."""
+    return sampler.sample(
         model.bind(
             batch.phonemes,
             batch.phoneme_padding,
             batch.frame_text if model.config.frame_text else None,
         ),
         codec.quantizer,
-        labels,
+        torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long),
         batch.tokens.shape[1],
         prompt_tokens=batch.tokens,
-        prompt_depths=prompt_depths,
+        prompt_depths=known_depths,
         padding=batch.padding,
         generator=generator,
     )
-    return [tokens[i, len(p) : len(p) + n] for i, (p, n) in enumerate(zip(prompts, lengths))]
 
 
 def _generate_ar(
