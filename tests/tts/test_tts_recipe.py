@@ -19,6 +19,7 @@ import torch
 from attrs import evolve
 
 from resgen.cli import main
+from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.asr import WhisperRecognizer
 from resgen.networks.aligner import PhonemeAligner
 from resgen.recipes import RECIPES
@@ -31,7 +32,9 @@ from resgen.recipes.tts_synth import (
     _by_speaker,
     _read_wav,
     load_trained,
+    pair_batch,
     run,
+    sample_batch,
     tokenize,
     training_batch,
 )
@@ -194,6 +197,32 @@ def test_token_cache_is_never_replaced_by_a_partial_one(
     with pytest.raises(ValueError, match="token cache"):
         tokenize(codec, records[:2], [], {}, cache)
     assert cache.read_bytes() == (out / "tokens.safetensors").read_bytes()
+
+
+def test_sample_batch_keeps_the_given_depths(smoke_run: tuple[Path, dict, float]) -> None:
+    out, _, _ = smoke_run
+    trained = load_trained(out)
+    codec, model = trained.codec, trained.model
+    gen = torch.Generator().manual_seed(0)
+
+    def utterance(positions: int, phonemes: int) -> Utterance:
+        return Utterance(
+            ManifestRecord("u", "a.wav", "a b", ("a", "b"), "s", "s", 1.0),
+            torch.randint(codec.codes, (positions, codec.depth), generator=gen),
+            SpokenText(torch.randint(1, model.config.vocabulary, (phonemes,), generator=gen)),
+        )
+
+    batch = pair_batch([(utterance(6, 4), utterance(8, 5)), (utterance(5, 3), utterance(7, 6))])
+    # the prompts given whole, the targets' two coarsest depths given, the rest generated
+    known = torch.where(batch.given, codec.depth, 2).masked_fill(batch.padding, 0)
+    sampler = ResGenSampler(SamplerConfig(steps=3))
+    tokens = sample_batch(model, codec, sampler, batch, known, torch.Generator().manual_seed(1))
+    assert tokens.shape == batch.tokens.shape
+    target = ~batch.padding & ~batch.given
+    assert torch.equal(tokens[batch.given], batch.tokens[batch.given])
+    assert torch.equal(tokens[target][:, :2], batch.tokens[target][:, :2])
+    # the random tokens the sampler replaced are not what it writes back
+    assert not torch.equal(tokens[target][:, 2:], batch.tokens[target][:, 2:])
 
 
 @pytest.mark.parametrize("alignment", ["synthesizer", "learned"])
