@@ -97,9 +97,10 @@ def main() -> None:
     run, corpus = Path(args.run), Path(args.data_dir)
     trained = tts_synth.load_trained(run)
     codec = trained.codec
-    for k in _depths(args.truncate) + _depths(args.given):
-        if not 0 <= k <= codec.depth:
-            raise SystemExit(f"depth {k} is outside 0..{codec.depth} (the codec's depth)")
+    for flag, low in (("truncate", 1), ("given", 0)):
+        for k in _depths(getattr(args, flag)):
+            if not low <= k <= codec.depth:
+                raise SystemExit(f"--{flag} {k} is outside {low}..{codec.depth}, the codec's depth")
     if not (run / "tokens.safetensors").is_file():
         raise SystemExit(f"{run} has no tokens.safetensors: is it a finished run?")
     records = read_manifest(corpus / "manifest.jsonl")
