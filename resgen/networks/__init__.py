@@ -3,13 +3,15 @@
 :class:`MaskedRVQTransformer` is ResGen's network; :class:`MaskedTokenTransformer` (token-level
 masked prediction) and :class:`RQTransformer` (autoregressive) are the paper's baselines on the
 same tokens; :class:`PhonemeEncoder` turns text into a conditioning prefix and
-:class:`PhonemeDurationModel` says how long it takes to speak; :class:`PhonemeAligner` learns
-where each phoneme lies in recorded speech.
+:class:`PhonemeDurationModel` says how long it takes to speak, :class:`PhonemeDurationPredictor`
+how each phoneme shares that time in context; :class:`PhonemeAligner` learns where each phoneme
+lies in recorded speech.
 """
 
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.conditioning import ClassEmbedding
 from resgen.networks.duration import PhonemeDurationModel
+from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
 from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.heads import Head, MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import (
@@ -42,6 +44,8 @@ __all__ = [
     "MixtureOfGaussiansHead",
     "PhonemeAligner",
     "PhonemeDurationModel",
+    "PhonemeDurationPredictor",
+    "PhonemeTiming",
     "PhonemeEncoder",
     "RQTransformer",
     "RQTransformerConfig",

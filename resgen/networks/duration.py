@@ -20,6 +20,8 @@ import torch
 from jaxtyping import Float, Int, Shaped
 from torch import Tensor, nn
 
+from resgen.networks.duration_predictor import ends_of
+
 __all__ = ["PhonemeDurationModel"]
 
 
@@ -110,10 +112,7 @@ class PhonemeDurationModel(nn.Module):
         """
         if ids.ndim != 1 or len(ids) < 1:
             raise ValueError(f"ends needs a 1-D text of >= 1 id, got {tuple(ids.shape)}")
-        cost = self.cost[ids.long()].clamp_min(1e-3 * float(self.cost.mean().clamp_min(1e-9)))
-        out = (cost.cumsum(0) / cost.sum()).float()
-        out[-1] = 1.0
-        return out
+        return ends_of(self.cost[ids.long()], floor=1e-3 * float(self.cost.mean().clamp_min(1e-9)))
 
     def forward(
         self,

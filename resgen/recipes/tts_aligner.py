@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from resgen.networks.aligner import PhonemeAligner, even_durations
 from resgen.networks.duration import PhonemeDurationModel
+from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 from resgen.recipes.tts_alignment import SpokenText, TextFrontEnd
 
@@ -28,6 +29,7 @@ __all__ = [
     "train_aligner",
     "align_all",
     "timed_text",
+    "train_duration_predictor",
     "DurationFrontEnd",
 ]
 
@@ -139,6 +141,66 @@ def timed_text(ids: Int[Tensor, " phonemes"], durations: Int[Tensor, " phonemes"
     return SpokenText(ids, (ends / ends[-1]).float())
 
 
+def train_duration_predictor(
+    texts: list[Int[Tensor, " _"]],
+    frames: list[Int[Tensor, " _"]],
+    duration: PhonemeDurationModel,
+    vocabulary: int,
+    folder: Path,
+    spec: StageSpec,
+    *,
+    width: int = 128,
+    layers: int = 3,
+    seed: int = 0,
+) -> tuple[PhonemeDurationPredictor, list[tuple[int, float]]]:
+    """Train the context-aware duration predictor on aligned utterances (resumable).
+
+    Each utterance's durations are first rescaled so that they sum to what ``duration`` (the
+    per-symbol table) says its text takes at the average speaking rate: the predictor learns how
+    phonemes share an utterance's time, not how fast its speaker talks.
+
+    Args:
+        texts: ``[phonemes_i]`` symbol ids of each training utterance.
+        frames: ``[phonemes_i]`` frames of each of its phonemes (the aligner's).
+        duration: the fitted duration model (sets each utterance's total).
+        vocabulary: symbol ids.
+        folder: the stage's checkpoint folder.
+        spec: steps, batch size, learning rate.
+        width: the predictor's width.
+        layers: its convolution blocks.
+        seed: seed of the initialisation and the batches.
+
+    Returns:
+        The predictor (eval mode) and its loss history.
+    """
+    if len(texts) != len(frames) or not texts:
+        raise ValueError(
+            f"need as many texts as durations, at least one: {len(texts)}, {len(frames)}"
+        )
+    targets = []
+    for ids, each in zip(texts, frames):
+        if each.shape != ids.shape or int(each.sum()) < 1:
+            raise ValueError("each text needs [phonemes_i] durations of at least one frame in all")
+        targets.append(each.double() * (duration.cost_of(ids) / float(each.sum())))
+    torch.manual_seed(seed)
+    predictor = PhonemeDurationPredictor(vocabulary, width=width, layers=layers)
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        rows = torch.randint(len(texts), (spec.batch_size,), generator=batch_generator(seed, step))
+        longest = max(len(texts[i]) for i in rows.tolist())
+        ids = torch.zeros(len(rows), longest, dtype=torch.long)
+        target = torch.zeros(len(rows), longest)
+        padding = torch.ones(len(rows), longest, dtype=torch.bool)
+        for row, i in enumerate(rows.tolist()):
+            n = len(texts[i])
+            ids[row, :n], target[row, :n], padding[row, :n] = texts[i], targets[i].float(), False
+        return predictor.loss(ids, padding, target), {}
+
+    config = {"duration_predictor": {"width": width, "layers": layers}}
+    result = run_stage("timing", folder, {"predictor": predictor}, spec, loss_fn, config)
+    return predictor.eval(), result.history
+
+
 @frozen
 class DurationFrontEnd:
     """A text front-end's symbols, timed by a duration model (the learned-alignment model).
@@ -146,12 +208,14 @@ class DurationFrontEnd:
     Attributes:
         symbols: gives the symbol ids (its own timing, if any, is dropped); the demo uses the
             synthesisers' phones (:class:`~resgen.recipes.tts_alignment.SynthesizerFrontEnd`).
-        duration: the duration model fitted on the learned alignments; only the relative timing
-            (:meth:`~resgen.networks.duration.PhonemeDurationModel.ends`) is used.
+        duration: what shares out the time among the phonemes (only the relative timing,
+            ``ends``, is used): the context-aware
+            :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor`, or the
+            per-symbol :class:`~resgen.networks.duration.PhonemeDurationModel`.
     """
 
     symbols: TextFrontEnd
-    duration: PhonemeDurationModel
+    duration: PhonemeTiming
 
     def __call__(self, text: str) -> SpokenText:
         """``text``'s symbol ids and their predicted end fractions.

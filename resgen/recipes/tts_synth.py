@@ -8,7 +8,8 @@ Stages (each resumable, each under its own folder of ``--out``):
    with ``text_alignment="learned"`` (the demo), also ``aligner``: train a
    :class:`~resgen.networks.aligner.PhonemeAligner` on the training utterances and time every
    utterance's phonemes with it (:mod:`~resgen.recipes.tts_aligner`);
-3. ``tokens``: tokenise every utterance once (cached);
+3. ``tokens``: tokenise every utterance once (cached), fit the duration model; with the learned
+   alignment and ``timing="predictor"``, also ``timing``: train the duration predictor;
 4. ``resgen``: train a :class:`~resgen.networks.tts_transformer.TextToSpeechTransformer`;
 5. ``ar``: train the autoregressive baseline
    (:class:`~resgen.networks.tts_rq_transformer.TextRQTransformer`) with the same steps, batch
@@ -38,7 +39,8 @@ synthesisers' own phones (their lexicon: what the corpus' voices actually said),
 position's frame text is the phone the recipe's own aligner places there (monotonic alignment
 search over the log-mels, trained on the training utterances; no outside aligner and no
 synthesiser timing). A held-out prompt keeps the aligner's timing of its audio; a target's
-phones are timed by the duration model fitted on the training alignments, stretched over the
+phones are timed by the duration model fitted on the training alignments (one cost per symbol;
+``timing="predictor"``: a network that reads each phone in context), stretched over the
 predicted length. Utterances of hibari-tts, whose phones are not known, are left out of the
 generators' training.
 
@@ -79,6 +81,7 @@ from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel
+from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
 from resgen.networks.tts_rq_transformer import TextRQTransformer, TextRQTransformerConfig
 from resgen.networks.tts_transformer import (
     TEXT_LABEL,
@@ -94,6 +97,7 @@ from resgen.recipes.tts_aligner import (
     align_all,
     timed_text,
     train_aligner,
+    train_duration_predictor,
 )
 from resgen.recipes.tts_alignment import (
     PhonemeFrontEnd,
@@ -180,6 +184,13 @@ class TTSSynthConfig:
         aligner: ``width``, ``layers`` and ``flat_start`` (steps on even segmentation) of the
             learned aligner.
         aligner_stage: its training schedule.
+        timing: how a held-out target's phones share its length (learned alignment only):
+            ``"table"`` (the demo: the duration model's one cost per symbol) or ``"predictor"``
+            (a :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor` trained on
+            the aligner's durations reads each phone in context; it times held-out voices more
+            closely but did not change the demo's WER, ``docs/tts.md``).
+        timing_predictor: ``width`` and ``layers`` of the duration predictor.
+        timing_stage: its training schedule.
         pair_prob: probability that a training batch's prompts are other utterances (one
             kind per batch, so each example is a pair with this probability).
         prompt_fraction: range of the given-prefix fraction of single-utterance examples.
@@ -255,6 +266,15 @@ class TTSSynthConfig:
     aligner: dict[str, int] = field(factory=lambda: {"width": 128, "layers": 3, "flat_start": 100})
     aligner_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1000, batch_size=16, lr=2e-3, warmup=20)
+    )
+    timing: Literal["table", "predictor"] = field(
+        default="table", validator=validators.in_(("table", "predictor"))
+    )
+    timing_predictor: dict[str, int] = field(factory=lambda: {"width": 128, "layers": 3})
+    timing_stage: StageSpec = field(
+        factory=lambda: StageSpec(
+            steps=1500, batch_size=32, lr=2e-3, weight_decay=0.01, warmup=50, checkpoint_every=500
+        )
     )
     pair_prob: float = field(default=0.5, validator=[validators.ge(0.0), validators.le(1.0)])
     prompt_fraction: tuple[float, float] = field(default=(0.2, 0.4), converter=tuple)
@@ -335,6 +355,9 @@ PRESETS: dict[str, TTSSynthConfig] = {
         ),
         aligner={"width": 16, "layers": 1, "flat_start": 5},
         aligner_stage=StageSpec(steps=10, batch_size=4, lr=2e-3, checkpoint_every=5),
+        timing="predictor",  # the pipeline check covers the optional stage too
+        timing_predictor={"width": 16, "layers": 1},
+        timing_stage=StageSpec(steps=10, batch_size=4, lr=2e-3, checkpoint_every=5),
         sampler=SamplerConfig(steps=4),
         eval_per_speaker=1,
         prompt_seconds=1.5,
@@ -1155,9 +1178,11 @@ def evaluate(
     corpus_root: Path,
     out: Path,
     duration: PhonemeDurationModel | None = None,
+    timing: PhonemeTiming | None = None,
 ) -> dict[str, Any]:
     """Stage 6: generate for the held-out speakers, write WAVs, score every row (``duration``
-    is needed when ``config.duration == "model"``)."""
+    is needed when ``config.duration == "model"``; a learned-alignment target's phones are
+    timed by ``timing``, default ``duration``)."""
     rate = codec.sample_rate
     items = choose_eval_items(test, config, codec.frame_rate)
     # A fixed initial phase: the same tokens always give the same audio and transcripts.
@@ -1182,12 +1207,13 @@ def evaluate(
         else predicted[config.duration]
     )
     frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
-    # a learned-alignment target is timed by the duration model, never by its own audio
+    # a learned-alignment target is timed by the duration models, never by its own audio
+    timing = timing or duration
     texts = [
         (
             p.text,
-            SpokenText(t.text.ids, duration.ends(t.text.ids))
-            if duration is not None and config.text_alignment == "learned"
+            SpokenText(t.text.ids, timing.ends(t.text.ids))
+            if timing is not None and config.text_alignment == "learned"
             else t.text,
         )
         for p, t in items
@@ -1294,6 +1320,7 @@ def evaluate(
         "asr": None if asr is None else asr.name,
         "speaker_encoder": None if speaker is None else speaker.name,
         "duration": config.duration,
+        "timing": config.timing if config.text_alignment == "learned" else None,
         "length_error": length_errors,
         "generated_audio_seconds": generated_seconds,
         "resgen_sampling_seconds": resgen_seconds,
@@ -1391,6 +1418,21 @@ def run(
     duration = fit_duration(train, len(vocabulary), phoneme_frames)
     write_json(out / "duration.json", {"cost": duration.cost.tolist()})
     wall["tokens"] = time.perf_counter() - tick
+    timing: PhonemeTiming = duration
+    timing_history: list[tuple[int, float]] = []
+    if phoneme_frames is not None and config.timing == "predictor":
+        tick = time.perf_counter()
+        timing, timing_history = train_duration_predictor(
+            [u.text.ids for u in train],
+            [phoneme_frames[u.record.id] for u in train],
+            duration,
+            len(vocabulary),
+            out / "timing",
+            config.timing_stage,
+            seed=config.seed + 2,
+            **config.timing_predictor,
+        )
+        wall["timing"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     args = (config, codec, train, len(vocabulary), max_length, max_phonemes)
@@ -1402,7 +1444,7 @@ def run(
 
     tick = time.perf_counter()
     with torch.no_grad():
-        results = evaluate(config, codec, resgen, ar, test, corpus, out, duration)
+        results = evaluate(config, codec, resgen, ar, test, corpus, out, duration, timing)
     if aligner_history:
         results["aligner_final_loss"] = aligner_history[-1][1]
     wall["evaluate"] = time.perf_counter() - tick
@@ -1411,6 +1453,7 @@ def run(
         {
             "codec": codec_history,
             **({"aligner": aligner_history} if aligner_history else {}),
+            **({"timing": timing_history} if timing_history else {}),
             "resgen (nats/dim)": resgen_stage.history,
             "ar (nats/token)": ar_stage.history,
         },
@@ -1515,7 +1558,13 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
         )
         load_checkpoint(run_dir / "aligner" / "final", {"aligner": aligner})
         aligner.eval()
-        front_end = DurationFrontEnd(SynthesizerFrontEnd(vocabulary), duration)
+        timing: PhonemeTiming = duration
+        if (run_dir / "timing" / "final").exists():
+            settings = read_config(run_dir / "timing" / "final")["duration_predictor"]
+            timing = PhonemeDurationPredictor(len(vocabulary), **settings)
+            load_checkpoint(run_dir / "timing" / "final", {"predictor": timing})
+            timing.eval()
+        front_end = DurationFrontEnd(SynthesizerFrontEnd(vocabulary), timing)
     sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
     config = TTSSynthConfig(
         corpus=recipe["corpus"],

@@ -22,6 +22,7 @@ from resgen.cli import main
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.asr import WhisperRecognizer
 from resgen.networks.aligner import PhonemeAligner
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
 from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText
@@ -174,15 +175,22 @@ def test_uniform_variant_runs_and_speaks(
     _speak(uniform, tmp_path)
 
 
-def test_learned_run_keeps_its_aligner(smoke_run: tuple[Path, dict, float]) -> None:
+def test_learned_run_keeps_its_aligner_and_duration_predictor(
+    smoke_run: tuple[Path, dict, float],
+) -> None:
     out, metrics, _ = smoke_run
     assert metrics["wall_seconds"]["aligner"] > 0 and np.isfinite(metrics["aligner_final_loss"])
+    assert metrics["wall_seconds"]["timing"] > 0 and metrics["timing"] == "predictor"
     trained = load_trained(out)
     assert isinstance(trained.aligner, PhonemeAligner)
     assert isinstance(trained.front_end, DurationFrontEnd)
+    # held-out texts are timed by the trained predictor, not by the per-symbol table
+    predictor = trained.front_end.duration
+    assert isinstance(predictor, PhonemeDurationPredictor) and not predictor.training
     spoken = trained.front_end("Hello there.")
     assert spoken.ends is not None and float(spoken.ends[-1]) == 1.0
     assert (spoken.ends.diff() > 0).all()
+    torch.testing.assert_close(spoken.ends, predictor.ends(spoken.ids))
 
 
 def test_token_cache_is_never_replaced_by_a_partial_one(
