@@ -51,13 +51,13 @@ from resgen.diffusion.masking import split_embeddings
 from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, mixture_mean
 from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
-from resgen.recipes import tts_synth
+from resgen.recipes import tts_config, tts_data, tts_eval, tts_synth
 from resgen.recipes.tts_aligner import align_all, timed_text
 from resgen.recipes.tts_alignment import SpokenText, corpus_alignments, spoken_alignment
 from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
 
 
-def frame_table(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> tuple[Tensor, Tensor]:
+def frame_table(codec: MelRVQVAE, utterances: list[tts_data.Utterance]) -> tuple[Tensor, Tensor]:
     """Phone id ``[frames]`` and cumulative embedding ``[frames, dim]`` of every frame."""
     labels = [u.text.ids[spread_text([u.segment], len(u.tokens))] for u in utterances]
     embeddings = [codec.quantizer.embed(u.tokens[None]).sum(-2)[0] for u in utterances]
@@ -84,13 +84,13 @@ FrameTable = dict[str, tuple[Tensor, Tensor]]
 """Utterance id -> its frame table (:func:`frame_table`), computed once."""
 
 
-def frame_tables(codec: MelRVQVAE, utterances: list[tts_synth.Utterance]) -> FrameTable:
+def frame_tables(codec: MelRVQVAE, utterances: list[tts_data.Utterance]) -> FrameTable:
     """Phone ids ``[frames]`` and cumulative embeddings ``[frames, dim]`` of each utterance."""
     return {u.record.id: frame_table(codec, [u]) for u in utterances}
 
 
 def regressor_batch(
-    tables: FrameTable, pairs: list[tuple[tts_synth.Utterance, tts_synth.Utterance]]
+    tables: FrameTable, pairs: list[tuple[tts_data.Utterance, tts_data.Utterance]]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(phones [b, l], padding [b, l], speaker [b, dim], target [b, l, dim])`` of
     ``(prompt, target)`` pairs; ``tables`` holds every utterance's frame table."""
@@ -107,12 +107,12 @@ def regressor_batch(
 
 
 def train_regressor(
-    tables: FrameTable, train: list[tts_synth.Utterance], phones: int, dim: int, steps: int
+    tables: FrameTable, train: list[tts_data.Utterance], phones: int, dim: int, steps: int
 ) -> FrameRegressor:
     """Fit a :class:`FrameRegressor` on ``(other utterance of the speaker, utterance)`` pairs."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    by_speaker: dict[str, list[tts_synth.Utterance]] = {}
+    by_speaker: dict[str, list[tts_data.Utterance]] = {}
     for u in train:
         by_speaker.setdefault(u.record.speaker, []).append(u)
     regressor = FrameRegressor(phones, dim)
@@ -145,7 +145,7 @@ def gaussian_nll(mean: Tensor, var: Tensor, x: Tensor) -> float:
 def full_mask_mixture(
     model: TextToSpeechTransformer,
     codec: MelRVQVAE,
-    batch: tts_synth.TTSBatch,
+    batch: tts_data.TTSBatch,
     other_text: bool = False,
 ) -> tuple[MixtureParams, Tensor, Tensor]:
     """The network's mixture at every position when every target depth is masked (the prompt
@@ -166,7 +166,7 @@ def full_mask_mixture(
 def full_mask_nll(
     model: TextToSpeechTransformer,
     codec: MelRVQVAE,
-    batch: tts_synth.TTSBatch,
+    batch: tts_data.TTSBatch,
     other_text: bool = False,
 ) -> float:
     """Exact mixture NLL per dimension of every target position with all depths masked."""
@@ -186,10 +186,24 @@ def placed_texts(
     texts = {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
     if alignment == "synthesizer" or trained.aligner is None:
         return texts
+    frames = aligner_frames(trained, corpus, records, texts)
+    return {k: timed_text(texts[k].ids, f) for k, f in frames.items()}
+
+
+def aligner_frames(
+    trained: tts_synth.TrainedTTS,
+    corpus: Path,
+    records: list[ManifestRecord],
+    texts: dict[str, SpokenText],
+) -> dict[str, Tensor]:
+    """Utterance id -> ``[phonemes]`` mel frames of each phone, as the run's aligner reads the
+    recording (the utterances of ``records`` that have a text)."""
+    if trained.aligner is None:
+        raise SystemExit("the run has no learned aligner (it is not a --preset demo run)")
     timed = [r for r in records if r.id in texts]
-    mels = tts_synth.load_mels(trained.codec, timed, corpus)
+    mels = tts_data.load_mels(trained.codec, timed, corpus)
     frames = align_all(trained.aligner, [texts[r.id].ids for r in timed], mels)
-    return {r.id: timed_text(texts[r.id].ids, f) for r, f in zip(timed, frames)}
+    return {r.id: f for r, f in zip(timed, frames)}
 
 
 def main() -> None:
@@ -209,7 +223,7 @@ def main() -> None:
     if not (run / "tokens.safetensors").is_file():
         raise SystemExit(f"{run} has no tokens.safetensors: is it a finished run?")
     # the run's token cache holds every utterance: no mels needed
-    utterances = tts_synth.tokenize(codec, records, [], texts, run / "tokens.safetensors")
+    utterances = tts_data.tokenize(codec, records, [], texts, run / "tokens.safetensors")
     train = [u for u in utterances if u.record.split == "train"]
     test = [u for u in utterances if u.record.split == "test"]
     results: dict[str, float] = {}
@@ -232,9 +246,9 @@ def main() -> None:
         )
 
         max_length = model.config.length
-        config = tts_synth.PRESETS["demo"]
-        held = tts_synth.held_out_batches(config, test, max_length)
-        seen = tts_synth.held_out_batches(config, train, max_length)
+        config = tts_config.PRESETS["demo"]
+        held = tts_data.held_out_batches(config, test, max_length)
+        seen = tts_data.held_out_batches(config, train, max_length)
         for name, batches, other in (
             ("network_nll_held_out", held, False),
             ("network_nll_held_out_other_text", held, True),
@@ -244,8 +258,8 @@ def main() -> None:
                 batches
             )
         # the network's mean on the evaluation's (prompt, target) pairs, as the regressor below
-        pairs = tts_synth.choose_eval_items(test, config, codec.frame_rate)
-        mixture, target, scored = full_mask_mixture(model, codec, tts_synth.pair_batch(pairs))
+        pairs = tts_eval.choose_eval_items(test, config, codec.frame_rate)
+        mixture, target, scored = full_mask_mixture(model, codec, tts_data.pair_batch(pairs))
         network_mean = mixture_mean(mixture)
         results["network_mean_r2"] = r_squared(network_mean[scored], target[scored])
         network_tokens = [

@@ -42,7 +42,9 @@ from resgen.networks.tts_transformer import (
     spread_text,
 )
 from resgen.recipes.trainer import autocast
-from resgen.recipes.tts_synth import PRESETS, TTSBatch, full_mask_guess, prompted_resgen_loss
+from resgen.recipes.tts_config import PRESETS
+from resgen.recipes.tts_data import TTSBatch
+from resgen.recipes.tts_training import full_mask_guess, prompted_resgen_loss
 
 VOCABULARY, LENGTH, PHONEMES = 60, 400, 160
 

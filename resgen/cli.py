@@ -93,8 +93,9 @@ def _cmd_tts(args: argparse.Namespace) -> int:
 
     from resgen.diffusion.guidance import ClassifierFreeGuidance
     from resgen.diffusion.sampler import ResGenSampler
-    from resgen.eval.audio_io import load_audio
-    from resgen.recipes.tts_synth import load_trained, synthesize, write_wav
+    from resgen.eval.audio_io import load_audio, write_wav
+    from resgen.recipes.tts_eval import synthesize
+    from resgen.recipes.tts_synth import load_trained
 
     trained = load_trained(args.checkpoint)
     codec, config = trained.codec, trained.config

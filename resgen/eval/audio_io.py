@@ -20,6 +20,7 @@ __all__ = [
     "AUDIO_SUFFIXES",
     "list_audio",
     "load_audio",
+    "write_wav",
     "resample",
     "read_transcripts",
     "match_audio_files",
@@ -90,6 +91,24 @@ def load_audio(path: str | Path) -> tuple[Float[Tensor, " samples"], int]:
     if data.shape[0] == 0:
         raise ValueError(f"{path} holds no audio samples")
     return torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)), int(rate)
+
+
+def write_wav(path: str | Path, audio: Float[Tensor, " samples"], sample_rate: int) -> None:
+    """Write a mono waveform in ``[-1, 1]`` as a 16-bit PCM WAV (peak-limited to 0.99)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = audio.detach().float().cpu()
+    peak = float(audio.abs().max()) if audio.numel() else 0.0
+    if peak > 0.99:
+        audio = audio * (0.99 / peak)
+    pcm = (audio.numpy() * 32767.0).round().astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+    tmp.replace(path)
 
 
 def resample(

@@ -21,24 +21,17 @@ from attrs import evolve
 from resgen.cli import main
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.asr import WhisperRecognizer
+from resgen.eval.audio_io import load_audio
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
 from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText
+from resgen.recipes.tts_config import PRESETS
 from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
-from resgen.recipes.tts_synth import (
-    PRESETS,
-    Utterance,
-    _by_speaker,
-    _read_wav,
-    load_trained,
-    pair_batch,
-    run,
-    sample_batch,
-    tokenize,
-    training_batch,
-)
+from resgen.recipes.tts_data import Utterance, by_speaker, pair_batch, tokenize, training_batch
+from resgen.recipes.tts_eval import sample_batch
+from resgen.recipes.tts_synth import load_trained, run
 
 KINDS = ("prompt", "truth", "vocoded", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
 
@@ -93,7 +86,7 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
         assert rows["truth"]["wer"] < 0.5
         # the figures are those of the files a person plays: re-transcribing a WAV agrees
         for kind in ("resynth", "resgen"):
-            audio, rate = _read_wav(out / "samples" / f"{names[0]}_{kind}.wav")
+            audio, rate = load_audio(out / "samples" / f"{names[0]}_{kind}.wav")
             assert WhisperRecognizer().transcribe(audio, rate) == rows[kind]["transcripts"][0]
     assert metrics["resgen_rtf"] > 0 and metrics["ar_rtf"] > 0
     assert metrics["duration"] == "model" and (out / "duration.json").is_file()
@@ -262,7 +255,7 @@ def test_training_batches_hold_one_kind_of_example() -> None:
     kinds = set()
     for seed in range(20):
         batch = training_batch(
-            utterances, _by_speaker(utterances), 6, config, 64, torch.Generator().manual_seed(seed)
+            utterances, by_speaker(utterances), 6, config, 64, torch.Generator().manual_seed(seed)
         )
         lengths = set((~batch.padding).sum(1).tolist())
         assert lengths in ({10}, {20}), lengths  # singles are 10 positions long, pairs 20
