@@ -63,9 +63,13 @@ def predictor_of(
     seed: int,
 ) -> PhonemeDurationPredictor:
     """A duration predictor trained as the recipe's stage trains it, with ``seed``: the run's own
-    (``run/timing``) at the recipe's seed, else under ``run/timing_benchmark``."""
-    recipe = seed == config.seed + 2
-    folder = run / "timing" if recipe else run / "timing_benchmark" / f"predictor_seed{seed}"
+    when it has one and ``seed`` is the recipe's, else one trained under ``run/timing_benchmark``
+    (never into the run's own folders)."""
+    own = run / "timing"
+    if seed == config.seed + 2 and (own / "final").exists():
+        folder = own
+    else:
+        folder = run / "timing_benchmark" / f"predictor_seed{seed}"
     vocabulary = len(table.cost)
     if (folder / "final").exists():
         settings = read_config(folder / "final")["duration_predictor"]

@@ -413,7 +413,7 @@ def evaluate(
     rows: dict[str, list[Tensor]] = {k: [] for k in (*REFERENCE_ROWS, *resgen_tokens, "ar")}
     prompts: dict[str, Tensor] = {}
     names = []
-    for k, (prompt, target) in enumerate(items):
+    for k, (prompt, target) in enumerate(tqdm(items, desc="vocoding")):
         name = f"{target.record.speaker}_{target.record.id.rsplit('_', 1)[-1]}"
         names.append(name)
         truth, truth_rate = load_audio(corpus_root / target.record.audio)
@@ -448,7 +448,7 @@ def evaluate(
     prompt_embeddings = (
         {s: speaker.embed(a, rate) for s, a in prompts.items()} if speaker is not None else {}
     )
-    for kind, signals in rows.items():
+    for kind, signals in tqdm(rows.items(), desc="scoring rows"):
         entry: dict[str, Any] = {}
         if asr is not None:
             from resgen.eval.text import character_error_rate, word_error_rate

@@ -380,7 +380,9 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
         load_checkpoint(run_dir / "aligner" / "final", {"aligner": aligner})
         aligner.eval()
         timing: PhonemeTiming = duration
-        if (run_dir / "timing" / "final").exists():
+        if recipe.get("timing", "table") == "predictor":
+            if not (run_dir / "timing" / "final").exists():
+                raise FileNotFoundError(f"{run_dir}: a timing='predictor' run needs timing/final")
             settings = read_config(run_dir / "timing" / "final")["duration_predictor"]
             timing = PhonemeDurationPredictor(len(vocabulary), **settings)
             load_checkpoint(run_dir / "timing" / "final", {"predictor": timing})

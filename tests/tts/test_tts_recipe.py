@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import time
 import wave
 from pathlib import Path
@@ -23,6 +24,7 @@ from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.asr import WhisperRecognizer
 from resgen.eval.audio_io import load_audio
 from resgen.networks.aligner import PhonemeAligner
+from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_aligner import DurationFrontEnd
@@ -184,6 +186,23 @@ def test_learned_run_keeps_its_aligner_and_duration_predictor(
     assert spoken.ends is not None and float(spoken.ends[-1]) == 1.0
     assert (spoken.ends.diff() > 0).all()
     torch.testing.assert_close(spoken.ends, predictor.ends(spoken.ids))
+
+
+def test_the_run_s_timing_setting_picks_the_timing(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    out, _, _ = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("corpus", "samples"))
+    recipe = json.loads((copy / "recipe.json").read_text())
+    # a table run times with the table, whatever else lies in its folder
+    (copy / "recipe.json").write_text(json.dumps({**recipe, "timing": "table"}))
+    assert isinstance(load_trained(copy).front_end.duration, PhonemeDurationModel)
+    # a predictor run without its predictor is refused, not silently timed by the table
+    (copy / "recipe.json").write_text(json.dumps(recipe))
+    shutil.rmtree(copy / "timing")
+    with pytest.raises(FileNotFoundError, match="timing/final"):
+        load_trained(copy)
 
 
 def test_token_cache_is_never_replaced_by_a_partial_one(
