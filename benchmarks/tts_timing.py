@@ -44,7 +44,8 @@ from resgen.codecs.phonemes import PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.sampler import ResGenSampler
 from resgen.eval.audio_io import load_audio, write_wav
-from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
+from resgen.networks.duration import PhonemeTiming
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import tts_config, tts_data, tts_eval, tts_synth
 from resgen.recipes.checkpoint import load_checkpoint, read_config
 from resgen.recipes.tts_aligner import timed_text, train_duration_predictor

@@ -10,8 +10,8 @@ lies in recorded speech.
 
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.conditioning import ClassEmbedding
-from resgen.networks.duration import PhonemeDurationModel
-from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
+from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.heads import Head, MixtureOfGaussiansHead
 from resgen.networks.masked_transformer import (

@@ -9,20 +9,50 @@ kept. Punctuation and word-boundary symbols get costs too, which is where pauses
 
 Given each phoneme's own frames (from :class:`~resgen.networks.aligner.PhonemeAligner`), the same
 fit runs over single phonemes instead of whole utterances, and :meth:`PhonemeDurationModel.ends`
-says where each phoneme of a new text ends.
+says where each phoneme of a new text ends. :class:`PhonemeTiming` is what any such timing offers
+(the context-aware :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor` too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int, Shaped
 from torch import Tensor, nn
 
-from resgen.networks.duration_predictor import ends_of
+__all__ = ["PhonemeDurationModel", "PhonemeTiming", "ends_of"]
 
-__all__ = ["PhonemeDurationModel"]
+
+@runtime_checkable
+class PhonemeTiming(Protocol):
+    """Anything that times a phoneme sequence (a duration model or predictor)."""
+
+    def ends(self, ids: Int[Tensor, " phonemes"]) -> Float[Tensor, " phonemes"]:
+        """Where each symbol of ``ids`` ends, as a fraction of the whole (increasing to 1)."""
+        ...
+
+
+def ends_of(
+    durations: Float[Tensor, " phonemes"], floor: float | None = None
+) -> Float[Tensor, " phonemes"]:
+    """End fractions ``[phonemes]`` of phonemes lasting ``durations`` (any unit, >= 0).
+
+    A phoneme shorter than ``floor`` (default: 1e-3 of the mean duration) lasts ``floor``, so
+    the ends strictly increase.
+    """
+    if durations.ndim != 1 or len(durations) < 1:
+        raise ValueError(
+            f"ends_of needs a 1-D tensor of >= 1 duration, got {tuple(durations.shape)}"
+        )
+    durations = durations.double()
+    if floor is None:
+        floor = 1e-3 * float(durations.mean())
+    durations = durations.clamp_min(max(floor, 1e-12))
+    out = (durations.cumsum(0) / durations.sum()).float()
+    out[-1] = 1.0
+    return out
 
 
 def _counts(texts: list[Int[Tensor, " _"]], vocabulary: int) -> Tensor:

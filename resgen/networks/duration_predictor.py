@@ -10,50 +10,20 @@ phoneme, trained by squared error on ``log(1 + frames)`` from an aligner's durat
 It says *how the time of an utterance is shared* among its phonemes
 (:meth:`PhonemeDurationPredictor.ends`); how much time there is in all stays the duration
 model's business (the prompt's speaking rate).
-Both kinds of model satisfy :class:`PhonemeTiming`, the plug point a text front-end takes.
+Both kinds of model satisfy :class:`~resgen.networks.duration.PhonemeTiming`, the plug point a
+text front-end takes.
 """
 
 from __future__ import annotations
-
-from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from resgen.networks.duration import ends_of
 from resgen.networks.frame_conv import FrameConvStack
 
-__all__ = ["PhonemeTiming", "PhonemeDurationPredictor", "ends_of"]
-
-
-@runtime_checkable
-class PhonemeTiming(Protocol):
-    """Anything that times a phoneme sequence (a duration model or predictor)."""
-
-    def ends(self, ids: Int[Tensor, " phonemes"]) -> Float[Tensor, " phonemes"]:
-        """Where each symbol of ``ids`` ends, as a fraction of the whole (increasing to 1)."""
-        ...
-
-
-def ends_of(
-    durations: Float[Tensor, " phonemes"], floor: float | None = None
-) -> Float[Tensor, " phonemes"]:
-    """End fractions ``[phonemes]`` of phonemes lasting ``durations`` (any unit, >= 0).
-
-    A phoneme shorter than ``floor`` (default: 1e-3 of the mean duration) lasts ``floor``, so
-    the ends strictly increase.
-    """
-    if durations.ndim != 1 or len(durations) < 1:
-        raise ValueError(
-            f"ends_of needs a 1-D tensor of >= 1 duration, got {tuple(durations.shape)}"
-        )
-    durations = durations.double()
-    if floor is None:
-        floor = 1e-3 * float(durations.mean())
-    durations = durations.clamp_min(max(floor, 1e-12))
-    out = (durations.cumsum(0) / durations.sum()).float()
-    out[-1] = 1.0
-    return out
+__all__ = ["PhonemeDurationPredictor"]
 
 
 class PhonemeDurationPredictor(nn.Module):

@@ -19,8 +19,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from resgen.networks.aligner import PhonemeAligner, even_durations
-from resgen.networks.duration import PhonemeDurationModel
-from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
+from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 from resgen.recipes.tts_alignment import SpokenText, TextFrontEnd
 

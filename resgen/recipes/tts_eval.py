@@ -32,8 +32,7 @@ from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.audio_io import load_audio, write_wav
 from resgen.networks.aligner import PhonemeAligner
-from resgen.networks.duration import PhonemeDurationModel
-from resgen.networks.duration_predictor import PhonemeTiming
+from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.tts_rq_transformer import TextRQTransformer
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
 from resgen.recipes.checkpoint import write_json

@@ -61,8 +61,8 @@ from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer, PhonemeVocabulary
 from resgen.diffusion.sampler import SamplerConfig
 from resgen.networks.aligner import PhonemeAligner
-from resgen.networks.duration import PhonemeDurationModel
-from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming
+from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.networks.tts_transformer import TextToSpeechTransformer, TTSTransformerConfig
 from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
 from resgen.recipes.plots import save_loss_plot

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resgen.networks.duration import PhonemeDurationModel
-from resgen.networks.duration_predictor import PhonemeDurationPredictor, PhonemeTiming, ends_of
+from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming, ends_of
+from resgen.networks.duration_predictor import PhonemeDurationPredictor
 
 
 def _contextual_data(n: int, seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
