@@ -366,7 +366,7 @@ def evaluate(
     )
     frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
     # a learned-alignment target is timed by the duration models, never by its own audio
-    timing = timing or duration
+    timing = duration if timing is None else timing
     texts = [
         (
             p.text,
