@@ -105,8 +105,14 @@ def _print_results(results: dict[str, object], as_json: bool) -> None:
         print(json.dumps(results))
         return
     for key, value in results.items():
-        shown = f"{value:.6f}" if isinstance(value, float) and key != "seconds" else value
-        print(f"{key}: {shown}")
+        print(f"{key}: {_shown(key, value)}")
+
+
+def _shown(key: str, value: object) -> object:
+    """A float with 6 decimals (but seconds), an interval as its two bounds."""
+    if isinstance(value, tuple):
+        return " ".join(str(_shown(key, v)) for v in value)
+    return f"{value:.6f}" if isinstance(value, float) and key != "seconds" else value
 
 
 def _load_classifier(path: str | None, device: str):
@@ -224,7 +230,7 @@ def run_wer(args: argparse.Namespace) -> int:
 
     from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
     from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
-    from resgen.eval.text import character_error_rate, word_error_rate
+    from resgen.eval.text import character_error_rate, error_rate_interval, word_error_rate
 
     start = time.perf_counter()
     transcripts = read_transcripts(args.text)
@@ -244,7 +250,9 @@ def run_wer(args: argparse.Namespace) -> int:
         Path(args.hypotheses).write_text("\n".join(lines) + "\n", encoding="utf-8")
     results = {
         "wer": word_error_rate(refs, hyps),
+        "wer_interval_95": error_rate_interval(refs, hyps),
         "cer": character_error_rate(refs, hyps),
+        "cer_interval_95": error_rate_interval(refs, hyps, unit="char"),
         "utterances": len(refs),
         "asr": recognizer.name,
         "seconds": round(time.perf_counter() - start, 1),
@@ -263,9 +271,11 @@ def run_sim(args: argparse.Namespace) -> int:
         The exit status (0).
     """
     import numpy as np
+    import torch
     from tqdm.auto import tqdm
 
     from resgen.eval.audio_io import list_audio, load_audio
+    from resgen.eval.bootstrap import ratio_interval
     from resgen.eval.speaker import ResemblyzerEncoder, cosine_similarity
 
     start = time.perf_counter()
@@ -294,6 +304,7 @@ def run_sim(args: argparse.Namespace) -> int:
     ]
     results = {
         "similarity": float(np.mean(scores)),
+        "similarity_interval_95": ratio_interval(torch.tensor(scores)),
         "std": float(np.std(scores)),
         "pairs": len(scores),
         "encoder": encoder.name,

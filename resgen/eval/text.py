@@ -20,7 +20,8 @@ The normaliser (:func:`normalize_text`, applied to references and hypotheses ali
 Error rates are corpus-level, as jiwer computes them: the total Levenshtein edit count
 (substitutions + deletions + insertions, each costing 1) over all utterances, divided by the total
 reference length. Words are the space-separated tokens of the normalised text; characters are
-the characters of the normalised text, spaces included.
+the characters of the normalised text, spaces included. :func:`error_rate_interval` gives a
+percentile-bootstrap interval of either rate over the choice of utterances.
 """
 
 from __future__ import annotations
@@ -29,14 +30,19 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+import torch
 from attrs import frozen
+
+from resgen.eval.bootstrap import ratio_interval
 
 __all__ = [
     "ABBREVIATIONS",
     "normalize_text",
     "number_to_words",
     "ErrorCounts",
+    "utterance_edit_counts",
     "edit_counts",
+    "error_rate_interval",
     "word_error_rate",
     "character_error_rate",
 ]
@@ -238,14 +244,14 @@ def _check_pairs(references: Sequence[str], hypotheses: Sequence[str]) -> None:
             raise TypeError(f"expected str transcripts, got {type(item).__name__}")
 
 
-def edit_counts(
+def utterance_edit_counts(
     references: Sequence[str],
     hypotheses: Sequence[str],
     *,
     unit: str = "word",
     normalize: bool = True,
-) -> ErrorCounts:
-    """Corpus-level edit counts between paired references and hypotheses.
+) -> list[ErrorCounts]:
+    """Edit counts of each (reference, hypothesis) pair, in order.
 
     Args:
         references: reference transcripts, one per utterance.
@@ -255,22 +261,81 @@ def edit_counts(
             whitespace (words) or stripped with inner whitespace runs collapsed (characters).
 
     Returns:
-        Summed substitutions, deletions, insertions and reference length.
+        One :class:`ErrorCounts` per utterance (its ``reference_length`` may be 0).
     """
     _check_pairs(references, hypotheses)
     if unit not in ("word", "char"):
         raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
     prep = normalize_text if normalize else (lambda t: _SPACES.sub(" ", t).strip())
-    totals = [0, 0, 0, 0]
+    counts = []
     for ref, hyp in zip(references, hypotheses, strict=True):
         ref_text, hyp_text = prep(ref), prep(hyp)
         if unit == "word":
             ref_units, hyp_units = ref_text.split(), hyp_text.split()
         else:
             ref_units, hyp_units = list(ref_text), list(hyp_text)
-        s, d, n = _align(ref_units, hyp_units)
-        totals = [totals[0] + s, totals[1] + d, totals[2] + n, totals[3] + len(ref_units)]
-    return ErrorCounts(*totals)
+        counts.append(ErrorCounts(*_align(ref_units, hyp_units), len(ref_units)))
+    return counts
+
+
+def edit_counts(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    *,
+    unit: str = "word",
+    normalize: bool = True,
+) -> ErrorCounts:
+    """Corpus-level edit counts between paired references and hypotheses: the sums of
+    :func:`utterance_edit_counts` (same arguments).
+
+    Returns:
+        Summed substitutions, deletions, insertions and reference length.
+    """
+    each = utterance_edit_counts(references, hypotheses, unit=unit, normalize=normalize)
+    return ErrorCounts(
+        sum(c.substitutions for c in each),
+        sum(c.deletions for c in each),
+        sum(c.insertions for c in each),
+        sum(c.reference_length for c in each),
+    )
+
+
+def error_rate_interval(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    *,
+    unit: str = "word",
+    normalize: bool = True,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the corpus WER (``unit="word"``) or CER (``"char"``)
+    over the choice of utterances (:func:`~resgen.eval.bootstrap.ratio_interval`).
+
+    Args:
+        references: reference transcripts, one per utterance.
+        hypotheses: recognised transcripts, paired with ``references``.
+        unit: ``"word"`` or ``"char"``.
+        normalize: apply :func:`normalize_text` to both sides first (default).
+        level: the interval's coverage (0.95: a 95 % interval).
+        resamples: bootstrap draws of the utterances.
+        seed: seed of the draws (the same inputs always give the same interval).
+
+    Returns:
+        ``(low, high)`` bounds of the error rate.
+
+    Raises:
+        ValueError: when the lists differ in length or all references are empty.
+    """
+    each = utterance_edit_counts(references, hypotheses, unit=unit, normalize=normalize)
+    return ratio_interval(
+        torch.tensor([float(c.errors) for c in each]),
+        torch.tensor([float(c.reference_length) for c in each]),
+        level=level,
+        resamples=resamples,
+        seed=seed,
+    )
 
 
 def word_error_rate(

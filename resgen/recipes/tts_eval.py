@@ -31,6 +31,7 @@ from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.audio_io import load_audio, write_wav
+from resgen.eval.bootstrap import ratio_interval
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.tts_rq_transformer import TextRQTransformer
@@ -450,11 +451,17 @@ def evaluate(
     for kind, signals in tqdm(rows.items(), desc="scoring rows"):
         entry: dict[str, Any] = {}
         if asr is not None:
-            from resgen.eval.text import character_error_rate, word_error_rate
+            from resgen.eval.text import (
+                character_error_rate,
+                error_rate_interval,
+                word_error_rate,
+            )
 
             hypotheses = [asr.transcribe(s, rate) for s in signals]
             entry["wer"] = word_error_rate(references, hypotheses)
+            entry["wer_interval_95"] = error_rate_interval(references, hypotheses)
             entry["cer"] = character_error_rate(references, hypotheses)
+            entry["cer_interval_95"] = error_rate_interval(references, hypotheses, unit="char")
             entry["transcripts"] = hypotheses
         if speaker is not None:
             from resgen.eval.speaker import cosine_similarity
@@ -469,6 +476,7 @@ def evaluate(
                     if s != prompt.record.speaker
                 ]
             entry["sim_prompt"] = float(np.mean(own))
+            entry["sim_prompt_interval_95"] = ratio_interval(torch.tensor(own))
             entry["sim_other_speakers"] = float(np.mean(others)) if others else None
         table[kind] = entry
     return {

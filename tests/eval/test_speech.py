@@ -169,6 +169,8 @@ def test_wer_and_sim_commands(tmp_path, capsys) -> None:
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["utterances"] == 5 and 0 <= out["cer"] <= out["wer"] <= 0.45
+    low, high = out["wer_interval_95"]
+    assert low <= out["wer"] <= high and high > low  # 5 readings of unequal difficulty
     assert len(hyp_file.read_text().splitlines()) == 5
     args = parse(
         ["eval", "sim", "--audio", str(CARDS), "--reference", str(CARDS), "--json", "--no-progress"]
@@ -176,3 +178,4 @@ def test_wer_and_sim_commands(tmp_path, capsys) -> None:
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pairs"] == 5 and out["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert out["similarity_interval_95"] == pytest.approx([1.0, 1.0], abs=1e-5)

@@ -82,8 +82,13 @@ def test_smoke_recipe_writes_wavs_metrics_and_plot(smoke_run: tuple[Path, dict, 
         assert ("wer" in row) == has_asr and ("sim_prompt" in row) == has_speaker
         if has_asr:
             assert 0.0 <= row["cer"] and 0.0 <= row["wer"]
+            for rate in ("wer", "cer"):  # the figure lies within its own bootstrap interval
+                low, high = row[f"{rate}_interval_95"]
+                assert low <= row[rate] <= high
         if has_speaker:
             assert -1.0 <= row["sim_prompt"] <= 1.0
+            low, high = row["sim_prompt_interval_95"]
+            assert low <= row["sim_prompt"] <= high
     if has_asr:  # the synthetic ground truth is intelligible
         assert rows["truth"]["wer"] < 0.5
         # the figures are those of the files a person plays: re-transcribing a WAV agrees
