@@ -1,4 +1,5 @@
-"""``resgen eval`` argument parsing and the fid command end to end (tiny image folders)."""
+"""``resgen eval`` argument parsing, its printed results, and the fid command end to end (tiny
+image folders)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from resgen.eval.cli import add_eval_parser
+from resgen.eval.cli import _print_results, add_eval_parser
 from resgen.eval.frechet import FeatureStats
 from resgen.eval.image_io import load_idx_images
 
@@ -143,3 +144,14 @@ def test_fid_command_with_fashion_classifier(tmp_path, capsys) -> None:
     args = parse(["eval", "fid", "--real", "a", "--fake", "b", "--features", "fashion"])
     with pytest.raises(SystemExit, match="--classifier"):
         args.func(args)
+
+
+def test_results_print_intervals_as_two_bounds(capsys) -> None:
+    _print_results({"wer": 0.25, "wer_interval_95": (0.2, 0.3125), "seconds": 1.5}, False)
+    assert capsys.readouterr().out.splitlines() == [
+        "wer: 0.250000",
+        "wer_interval_95: 0.200000 0.312500",
+        "seconds: 1.5",
+    ]
+    _print_results({"wer_interval_95": (0.2, 0.3125)}, True)
+    assert json.loads(capsys.readouterr().out) == {"wer_interval_95": [0.2, 0.3125]}
