@@ -182,7 +182,7 @@ def normalize_text(text: str) -> str:
 
 @frozen
 class ErrorCounts:
-    """Levenshtein alignment counts summed over a corpus.
+    """Levenshtein alignment counts of one utterance, or summed over a corpus.
 
     Attributes:
         substitutions: substituted units.
