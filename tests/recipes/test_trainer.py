@@ -15,7 +15,8 @@ from resgen.recipes.checkpoint import CheckpointError, load_checkpoint, save_che
 from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
 
 SPEC = StageSpec(steps=30, batch_size=8, lr=1e-2, checkpoint_every=10)
-DATA = torch.randn(64, 3)
+# its own generator: module-level data must not depend on what the session imported before
+DATA = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
 TARGET = DATA @ torch.tensor([[1.0], [-2.0], [0.5]])
 
 
