@@ -246,7 +246,7 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` (34-48 minutes on 2 cores, the corpus included),
+"""Ready-made sizes: ``demo`` (34-56 minutes on 2 cores, the corpus included),
 ``demo-uniform`` and ``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke``
 (about a minute)."""
 
