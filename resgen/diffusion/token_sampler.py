@@ -17,7 +17,7 @@ from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from resgen.diffusion.guidance import Guider
+from resgen.diffusion.guidance import GuidedPasses, Guider
 from resgen.diffusion.sampler import DepthEmbedder, HiddenModel, IterativeSampler
 from resgen.diffusion.schedules import CosineSchedule, MaskSchedule
 from resgen.typing import DepthMask, Hidden, MaskCounts, Tokens
@@ -101,8 +101,8 @@ class TokenSamplingModel(HiddenModel, Protocol):
 class TokenSampler(IterativeSampler):
     """MaskGIT-style sampling of the token-level baseline in a fixed number of steps.
 
-    Each step runs the network once (on a doubled batch under guidance, combined on the hidden
-    state as in ResGen's sampler), samples a token for every masked slot from its logits, and
+    Each step runs the network once (on a doubled batch under guidance, which combines the two
+    passes' token logits), samples a token for every masked slot from its logits, and
     keeps the most confident (log-probability plus annealed Gumbel noise), coarse before fine, so
     that exactly the schedule's number of slots stays masked. Given tokens never change. The loop
     is :meth:`~resgen.diffusion.sampler.IterativeSampler.sample`; ``model`` must be a
@@ -110,7 +110,7 @@ class TokenSampler(IterativeSampler):
 
     Args:
         config: a :class:`TokenSamplerConfig`.
-        guider: combines conditional and unconditional hidden states; ``None`` = no guidance.
+        guider: combines the conditional and unconditional token logits; ``None`` = no guidance.
     """
 
     def __init__(self, config: TokenSamplerConfig | None = None, guider: Guider | None = None):
@@ -121,14 +121,14 @@ class TokenSampler(IterativeSampler):
         self,
         model: TokenSamplingModel,
         quantizer: DepthEmbedder,
-        hidden: Hidden,
+        passes: GuidedPasses,
         tokens: Tokens,
         counts: MaskCounts,
         masked: DepthMask,
         generator: torch.Generator | None,
     ) -> tuple[Tokens, Float[Tensor, "batch length depth"]]:
         """Sample every masked token from its logits; its confidence is its log-probability."""
-        logits = model.token_logits(hidden)
+        logits = passes.guide(model.token_logits)
         if logits.shape[2] != quantizer.depth:
             raise ValueError(
                 f"depth mismatch: the model predicts {logits.shape[2]} depths, "

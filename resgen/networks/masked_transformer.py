@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from attrs import asdict, field, frozen, validators
+from attrs import asdict, converters, field, frozen, validators
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
@@ -43,6 +43,11 @@ class MaskedTransformerConfig:
         class_dropout: probability of training with the null label.
         min_scale: floor on the head's standard deviations.
         dropout: residual dropout of every transformer block (training only).
+        target_scales: ``depth + 1`` fixed scales of the target by mask count (the mixture
+            models the target divided by them; see :mod:`resgen.diffusion.target_scale`), or
+            ``None`` for none.
+        fixed_scale: a constant standard deviation for every component (the CLaM objective's
+            isotropic Gaussians), or ``None`` to predict the scales.
     """
 
     length: int = field(validator=_pos)
@@ -57,10 +62,26 @@ class MaskedTransformerConfig:
     class_dropout: float = field(default=0.1, validator=[validators.ge(0.0), validators.lt(1.0)])
     min_scale: float = field(default=1e-3, validator=_pos)
     dropout: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
+    target_scales: tuple[float, ...] | None = field(
+        default=None, converter=converters.optional(lambda values: tuple(map(float, values)))
+    )
+    fixed_scale: float | None = field(
+        default=None, validator=validators.optional(validators.gt(0.0))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.target_scales is not None and len(self.target_scales) != self.depth + 1:
+            raise ValueError(
+                f"target_scales needs depth + 1 = {self.depth + 1} entries (one per mask "
+                f"count), got {len(self.target_scales)}"
+            )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
-        return asdict(self)
+        out = asdict(self)
+        if self.target_scales is not None:
+            out["target_scales"] = list(self.target_scales)
+        return out
 
 
 _BACKBONE_FIELDS = (
@@ -198,8 +219,13 @@ class MixtureOutput:
     head: MixtureOfGaussiansHead
 
     def mixture(self, hidden: Hidden) -> MixtureParams:
-        """The head's mixture for hidden states ``[batch, length, width]``."""
+        """The head's mixture for hidden states ``[batch, length, width]`` (over the target
+        divided by :meth:`target_scale`)."""
         return self.head(hidden)
+
+    def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
+        """The fixed scale ``[batch, length]`` of each position's target (``head.target_scale``)."""
+        return self.head.target_scale(counts)
 
     @property
     def mixture_components(self) -> int:
@@ -229,7 +255,15 @@ class MaskedRVQTransformer(MixtureOutput, MaskedBackbone):
         c = config
         super().__init__(**backbone_settings(c))
         self.config = config
-        self.head = MixtureOfGaussiansHead(c.width, c.dim, c.components, c.head_rank, c.min_scale)
+        self.head = MixtureOfGaussiansHead(
+            c.width,
+            c.dim,
+            c.components,
+            c.head_rank,
+            c.min_scale,
+            target_scales=c.target_scales,
+            fixed_scale=c.fixed_scale,
+        )
 
     def forward(
         self,

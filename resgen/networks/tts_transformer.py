@@ -377,6 +377,10 @@ class BoundText(BoundPhonemes):
         """The mixture head of the network."""
         return self.model.mixture(hidden)
 
+    def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
+        """The network's fixed target scale per position ``[batch, length]``."""
+        return self.model.target_scale(counts)
+
     def __call__(
         self, visible: Latents, counts: MaskCounts, labels: Labels, padding: Padding | None
     ) -> MixtureParams:

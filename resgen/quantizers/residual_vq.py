@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-from attrs import field, frozen, validators
+from attrs import evolve, field, frozen, validators
 from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from torch import Tensor, nn
@@ -171,6 +171,10 @@ class ResidualQuantization:
     residual: Latents
 
 
+_PER_DEPTH = ("codebooks", "ema_sizes", "ema_sums")
+"""State entries with one slot per depth (one in all with a shared codebook)."""
+
+
 class ResidualVQ(nn.Module):
     """Residual vector quantizer: depth ``j`` quantizes what depths ``0..j-1`` left unexplained.
 
@@ -237,6 +241,23 @@ class ResidualVQ(nn.Module):
             f"dim={cfg.dim}, codes={cfg.codes}, depth={cfg.depth}, input_dim={self.input_dim}, "
             f"shared={cfg.shared_codebook}, update={cfg.codebook_update!r}"
         )
+
+    def prefix(self, depth: int) -> ResidualVQ:
+        """A quantizer of the first ``depth`` depths of this one (copies, frozen in eval mode).
+
+        Residual quantization is greedy, so its tokens are this quantizer's tokens cut to
+        ``depth``: one codec gives the tokens of every shallower depth (how the generator
+        benchmark compares depths 8 and 16 on the same codes).
+        """
+        if not 1 <= depth <= self.depth:
+            raise ValueError(f"a prefix needs 1 <= depth <= {self.depth}, got {depth}")
+        shallow = ResidualVQ(evolve(self.config, depth=depth, dropout_min_depth=1))
+        state = {
+            name: value[:depth] if name in _PER_DEPTH and not self.config.shared_codebook else value
+            for name, value in self.state_dict().items()
+        }
+        shallow.load_state_dict(state)
+        return shallow.to(self.codebooks.device).eval()
 
     def get_codebooks(self) -> Codebooks:
         """The codebooks ``[depth, codes, dim]`` (a view, expanded when shared; do not modify)."""

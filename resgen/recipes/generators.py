@@ -8,6 +8,7 @@ with one string and compares them at equal budget.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -64,6 +65,7 @@ def build_generator(
     num_classes: int,
     network: dict[str, Any],
     objective: ResGenObjective | None = None,
+    target_scales: Sequence[float] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh generator of ``kind`` for tokens of ``quantizer``; returns it and its config dict.
 
@@ -75,13 +77,23 @@ def build_generator(
         network: width, layers, heads and kind-specific sizes (``components``, ``head_rank``,
             ``depth_layers``); keys another kind uses are ignored.
         objective: ResGen's training objective; its Jensen form fixes the mixture to one
-            component per codeword (``components`` is then taken from the quantizer).
+            component per codeword (``components`` is then taken from the quantizer), its CLaM
+            form the components' scale, and with ``normalize_targets`` the network needs
+            ``target_scales``.
+        target_scales: ResGen's ``depth + 1`` target scales by mask count
+            (:func:`~resgen.diffusion.target_scale.count_target_rms` of training tokens); read
+            only when ``objective.normalize_targets``.
     """
     _check_kind(kind)
     sizes = {k: v for k, v in network.items() if k in _NETWORK_KEYS[kind]}
     if kind == "resgen" and objective is not None:
         configured = sizes.get("components", fields(MaskedTransformerConfig).components.default)
         sizes["components"] = objective.head_components(configured, quantizer.codes)
+        sizes["fixed_scale"] = objective.head_fixed_scale()
+        if objective.normalize_targets:
+            if target_scales is None:
+                raise ValueError("the objective normalises targets: give the target scales")
+            sizes["target_scales"] = tuple(float(v) for v in target_scales)
     shape = {"length": length, "depth": quantizer.depth, "num_classes": num_classes}
     if kind == "resgen":
         config = MaskedTransformerConfig(dim=quantizer.dim, **shape, **sizes)

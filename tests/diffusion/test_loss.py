@@ -94,6 +94,9 @@ def test_resgen_loss_targets_the_cumulative_masked_embedding() -> None:
         def assigned_component(self, hidden, component):  # noqa: ANN001, ANN201
             raise AssertionError("the exact objective scores the whole mixture")
 
+        def target_scale(self, counts):  # noqa: ANN001, ANN201
+            return torch.ones(counts.shape)
+
         def mixture(self, hidden):  # noqa: ANN001, ANN201
             batch = hidden.shape[0]
             return MixtureParams(
