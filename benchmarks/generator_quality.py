@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--depths", nargs="+", type=int, default=None, help="default: preset's")
     parser.add_argument("--json", type=Path, default=_DEFAULT_JSON, help="where the table goes")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
@@ -531,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = shared_stages(preset, args.out, args.data_dir, device)
     print(f"classifier test accuracy {shared['test_accuracy']:.3f}", flush=True)
     rows, diagnosis = [], []
-    for depth in preset.depths:
+    for depth in args.depths or preset.depths:
         for name in args.rows:
             seeds = args.seeds if ROWS[name].all_seeds else args.seeds[:1]
             rows.append(evaluate_row(name, depth, seeds, preset, shared, args.out, device))
