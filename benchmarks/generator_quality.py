@@ -51,12 +51,16 @@ from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.masking import sample_training_counts, split_embeddings
 from resgen.diffusion.sampler import GuidedPasses, SamplerConfig, guided_mixture
 from resgen.diffusion.schedules import CosineSchedule
-from resgen.diffusion.target_scale import count_target_rms
 from resgen.eval.bootstrap import ratio_interval
 from resgen.eval.frechet import FeatureStats
 from resgen.quantizers.residual_vq import ResidualVQ
 from resgen.recipes.fashion_data import load_fashion_mnist
-from resgen.recipes.generators import build_generator, generator_loss, make_sampler
+from resgen.recipes.generators import (
+    build_generator,
+    generator_loss,
+    make_sampler,
+    objective_target_scales,
+)
 from resgen.recipes.image_fashion import (
     NUM_CLASSES,
     ImageFashionConfig,
@@ -220,10 +224,7 @@ def train_one(
     quantizer = shared["codec"].quantizer.prefix(depth)
     tokens = shared["tokens"][..., :depth]
     labels = shared["labels"]
-    scales = None
-    if trained.objective is not None and trained.objective.normalize_targets:
-        with torch.no_grad():
-            scales = count_target_rms(quantizer.embed(tokens[:4096].to(device))).tolist()
+    scales = objective_target_scales(trained.objective, quantizer, tokens)
     torch.manual_seed(seed)
     model, network = build_generator(
         trained.kind,
@@ -529,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
+    commit = _git_commit()  # the code that runs, whatever is committed meanwhile
     shared = shared_stages(preset, args.out, args.data_dir, device)
     print(f"classifier test accuracy {shared['test_accuracy']:.3f}", flush=True)
     rows, diagnosis = [], []
@@ -545,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/generator_quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "preset": args.preset,
         "device": str(device),
         "wall_seconds": time.perf_counter() - began,

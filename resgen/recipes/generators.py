@@ -21,6 +21,7 @@ from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.loss import ResGenObjective, resgen_loss
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import MaskSchedule
+from resgen.diffusion.target_scale import count_target_rms
 from resgen.diffusion.token_loss import token_loss
 from resgen.diffusion.token_sampler import TokenSampler, TokenSamplerConfig
 from resgen.networks import (
@@ -37,6 +38,7 @@ from resgen.typing import Labels, Tokens
 __all__ = [
     "GENERATOR_KINDS",
     "build_generator",
+    "objective_target_scales",
     "rebuild_generator",
     "generator_loss",
     "make_sampler",
@@ -107,6 +109,23 @@ def build_generator(
         config = RQTransformerConfig(codes=quantizer.codes, **shape, **sizes)
         model = RQTransformer(config)
     return model, {"kind": kind, **config.to_dict()}
+
+
+def objective_target_scales(
+    objective: ResGenObjective | None,
+    quantizer: ResidualVQ,
+    tokens: Tokens,
+    *,
+    max_examples: int = 4096,
+) -> list[float] | None:
+    """The per-count target scales a ResGen network trained with ``objective`` needs, measured
+    on (the first ``max_examples`` of) its training tokens ``[n, length, depth]``; ``None``
+    when the objective does not normalise its targets."""
+    if objective is None or not objective.normalize_targets:
+        return None
+    with torch.no_grad():
+        sample = tokens[:max_examples].to(quantizer.codebooks.device)
+        return count_target_rms(quantizer.embed(sample)).tolist()
 
 
 def rebuild_generator(saved: dict[str, Any]) -> nn.Module:

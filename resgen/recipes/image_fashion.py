@@ -46,6 +46,7 @@ from resgen.recipes.generators import (
     build_generator,
     generator_loss,
     make_sampler,
+    objective_target_scales,
     rebuild_generator,
 )
 from resgen.recipes.plots import save_image_grid, save_loss_plot
@@ -111,7 +112,9 @@ class ImageFashionConfig:
             "depth_layers": 2,
         }
     )
-    objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
+    objective: ResGenObjective = field(
+        factory=lambda: ResGenObjective(kind="jensen", beta=1.0, normalize_targets=True)
+    )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
     )
@@ -331,6 +334,7 @@ def train_generator(
         NUM_CLASSES,
         config.network,
         config.objective,
+        target_scales=objective_target_scales(config.objective, codec.quantizer, tokens),
     )
     model.to(device)
     spec = config.generator_stage

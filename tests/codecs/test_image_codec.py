@@ -60,3 +60,12 @@ def test_bad_inputs_are_named(codec: ImageRVQVAE) -> None:
 def test_config_validates() -> None:
     with pytest.raises(ValueError, match="divisible by 4"):
         ImageCodecConfig(image_size=30)
+
+
+def test_partial_decode_uses_the_first_depths(codec: ImageRVQVAE) -> None:
+    images = torch.rand(2, 1, 28, 28) * 2 - 1
+    tokens = codec.encode(images)
+    shallow = codec.decode(tokens[..., :1], partial=True)
+    assert shallow.shape == images.shape
+    with pytest.raises(ValueError):
+        codec.decode(tokens[..., :1])

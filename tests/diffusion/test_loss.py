@@ -15,6 +15,7 @@ from resgen.diffusion.loss import (
     first_masked_tokens,
     masked_mixture_nll,
     resgen_loss,
+    responsibility_mixture_bound,
 )
 from resgen.diffusion.masking import depth_mask, split_embeddings
 from resgen.diffusion.mixture import (
@@ -383,3 +384,67 @@ def test_jensen_objective_learns_to_read_the_context() -> None:
     chance = math.log(codes)
     assert first_token_ce(tokens) < 0.5 * chance
     assert first_token_ce(wrong) > chance
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    comp=st.integers(1, 5),
+    dim=st.integers(1, 4),
+    scale=st.floats(0.1, 2.0),
+    seed=st.integers(0, 10_000),
+)
+def test_clam_bound_matches_float64_and_bounds_the_exact_nll(
+    comp: int, dim: int, scale: float, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    params = _random_params(g, 2, 3, comp, dim)
+    z = torch.randn(2, 3, dim, generator=g)
+    weight = torch.ones(2, 3, dtype=torch.bool)
+    got = responsibility_mixture_bound(params, z, weight, scale=scale)
+    # float64: q ∝ exp(-||z - mu||^2 / 2 s^2); sum_k q_k (-log pi_k - log N(z; mu_k, s^2 I)).
+    sq = ((z.double()[:, :, None] - params.means.double()) ** 2).sum(-1)
+    q = torch.softmax(-sq / (2 * scale**2), -1)
+    log_pi = torch.log_softmax(params.logits.double(), -1)
+    log_n = -sq / (2 * scale**2) - dim * math.log(scale * math.sqrt(2 * math.pi))
+    expected = (-(q * (log_pi + log_n)).sum(-1) / dim).mean()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-5)
+    fixed = MixtureParams(
+        logits=params.logits,
+        means=params.means,
+        log_scales=torch.full_like(params.log_scales, math.log(scale)),
+    )
+    assert got.item() >= masked_mixture_nll(fixed, z, weight).item() - 1e-5
+
+
+def test_clam_bound_teaches_every_nearby_component_not_only_the_written_token() -> None:
+    means = torch.tensor([[[[0.0, 0.0], [0.2, 0.0], [5.0, 5.0]]]], requires_grad=True)
+    params = MixtureParams(
+        logits=torch.zeros(1, 1, 3), means=means, log_scales=torch.zeros(1, 1, 3, 2)
+    )
+    z = torch.tensor([[[0.1, 0.0]]])
+    responsibility_mixture_bound(
+        params, z, torch.ones(1, 1, dtype=torch.bool), scale=0.5
+    ).backward()
+    grads = means.grad[0, 0].norm(dim=-1)
+    assert grads[0] > 0 and grads[1] > 0, "both near means move towards the target"
+    assert grads[2] < 1e-6 * grads[0], "a far mean has no responsibility"
+    with pytest.raises(ValueError):
+        responsibility_mixture_bound(params, z, torch.ones(1, 1, dtype=torch.bool), scale=0.0)
+
+
+def test_fixed_scale_head_predicts_only_logits_and_means() -> None:
+    free = MixtureOfGaussiansHead(width=8, dim=3, components=5, rank=4)
+    fixed = MixtureOfGaussiansHead(width=8, dim=3, components=5, rank=4, fixed_scale=0.3)
+    assert fixed.up.out_features == 5 * (1 + 3) < free.up.out_features
+    out = fixed(torch.randn(2, 4, 8))
+    assert torch.allclose(out.log_scales, torch.full((2, 4, 5, 3), math.log(0.3)))
+    assigned = fixed.assigned(torch.randn(2, 4, 8), torch.zeros(2, 4, dtype=torch.long))
+    assert torch.allclose(assigned.log_scale, torch.full((2, 4, 3), math.log(0.3)))
+    model = MaskedRVQTransformer(
+        MaskedTransformerConfig(
+            length=2, depth=2, dim=3, num_classes=2, width=8, layers=1, heads=2, fixed_scale=0.3
+        )
+    )
+    assert model.head.fixed_scale == 0.3
+    with pytest.raises(ValueError):
+        MixtureOfGaussiansHead(width=8, dim=3, components=5, fixed_scale=-1.0)

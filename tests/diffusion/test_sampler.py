@@ -12,9 +12,9 @@ from resgen.diffusion.confidence import (
     Proposal,
     QuantizationConfidence,
 )
-from resgen.diffusion.guidance import ClassifierFreeGuidance
+from resgen.diffusion.guidance import ClassifierFreeGuidance, GuidedPasses
 from resgen.diffusion.masking import depth_mask
-from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
+from resgen.diffusion.sampler import ResGenSampler, SamplerConfig, guided_mixture
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.diffusion.unmasking import masked_targets, reveal_most_confident
 from resgen.networks import MaskedRVQTransformer, MaskedTransformerConfig
@@ -223,3 +223,49 @@ def test_bad_prompt_shape_is_refused() -> None:
             prompt_tokens=torch.zeros(1, LENGTH, 3, dtype=torch.long),
             prompt_depths=torch.zeros(1, LENGTH, dtype=torch.long),
         )
+
+
+def test_guided_passes_combine_what_is_read_and_need_a_guider() -> None:
+    cond, uncond = torch.ones(1, 2, 3), torch.zeros(1, 2, 3)
+    passes = GuidedPasses(cond, uncond, ClassifierFreeGuidance(3.0), 0.5)
+    assert torch.allclose(passes.guide(lambda h: 2 * h), torch.full((1, 2, 3), 6.0))
+    assert torch.allclose(passes.guided_hidden(), torch.full((1, 2, 3), 3.0))
+    assert torch.equal(GuidedPasses(cond).guide(lambda h: h + 1), cond + 1)
+    with pytest.raises(ValueError, match="together"):
+        GuidedPasses(cond, uncond)
+
+
+def test_logit_guidance_guides_the_choice_and_keeps_the_conditional_gaussians() -> None:
+    """The defining property of ``guidance="logits"``: the means and scales are the conditional
+    pass's, whatever the scale; only the logits move, by ``w (cond - uncond)``."""
+    model, _ = _parts(3)
+    g = torch.Generator().manual_seed(1)
+    cond, uncond = torch.randn(2, LENGTH, 32, generator=g), torch.randn(2, LENGTH, 32, generator=g)
+    plain = model.mixture(cond)
+    for scale in (1.0, 3.0, 7.0):
+        passes = GuidedPasses(cond, uncond, ClassifierFreeGuidance(scale), 0.5)
+        guided = guided_mixture(model, passes, "logits")
+        assert torch.equal(guided.means, plain.means)
+        assert torch.equal(guided.log_scales, plain.log_scales)
+        off = model.mixture(uncond).logits
+        assert torch.allclose(guided.logits, off + scale * (plain.logits - off), atol=1e-5)
+        on_hidden = guided_mixture(model, passes, "hidden")
+        if scale != 1.0:  # the old rule moves the means too
+            assert not torch.allclose(on_hidden.means, plain.means, atol=1e-3)
+    assert guided_mixture(model, GuidedPasses(cond), "logits").means.equal(plain.means)
+    with pytest.raises(ValueError, match="guidance must be one of"):
+        guided_mixture(model, GuidedPasses(cond), "means")
+    with pytest.raises(ValueError):
+        SamplerConfig(guidance="means")
+
+
+@pytest.mark.parametrize("guidance", ["logits", "hidden"])
+def test_both_guidance_targets_sample_completely(guidance: str) -> None:
+    model, quantizer = _parts(3)
+    sampler = ResGenSampler(
+        SamplerConfig(steps=4, guidance=guidance), guider=ClassifierFreeGuidance(3.0)
+    )
+    tokens = sampler.sample(
+        model, quantizer, torch.tensor([0, 1]), LENGTH, generator=torch.Generator().manual_seed(0)
+    )
+    assert tokens.shape == (2, LENGTH, 3) and int(tokens.max()) < 16

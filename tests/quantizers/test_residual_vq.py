@@ -293,3 +293,21 @@ def test_padding_is_left_out_of_the_ema_statistics():
     padding = torch.ones(x.shape[:2], dtype=torch.bool)
     q(x, padding=padding)
     torch.testing.assert_close(q.ema_sizes, before * q.config.decay)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_prefix_writes_the_first_depths_of_the_full_quantizer(shared):
+    q = ResidualVQ(ResidualVQConfig(dim=4, codes=8, depth=5, shared_codebook=shared, input_dim=6))
+    q.train()
+    q(torch.randn(8, 10, 6))
+    q.eval()
+    x = torch.randn(3, 10, 6)
+    tokens = q.encode(x)
+    shallow = q.prefix(3)
+    assert shallow.depth == 3 and not shallow.training
+    assert torch.equal(shallow.encode(x), tokens[..., :3])
+    assert torch.allclose(shallow.decode(tokens[..., :3]), q.decode(tokens[..., :3], partial=True))
+    z = q.embed(tokens)[..., :3, :].sum(2)
+    assert torch.equal(shallow.quantize_from(z, 0).tokens, q.prefix(3).quantize_from(z, 0).tokens)
+    with pytest.raises(ValueError, match="prefix"):
+        q.prefix(6)
