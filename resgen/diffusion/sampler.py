@@ -468,7 +468,9 @@ class ResGenSampler(IterativeSampler):
         proposal = Proposal(
             tokens=torch.where(masked, quantized.tokens, tokens),
             masked=masked,
-            mixture_log_density=mixture_log_prob(params, z) / z.shape[-1],
+            # Density of z * scale, not of z: ranking positions of different counts by their
+            # density in normalized units would ignore how narrow each count's target is.
+            mixture_log_density=mixture_log_prob(params, z) / z.shape[-1] - scale[..., 0].log(),
             quantization_log_probs=quantized.log_probs,
         )
         return proposal.tokens, self.confidence(proposal)
