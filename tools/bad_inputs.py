@@ -144,6 +144,13 @@ def plant_payload(run: Path) -> Path:
     return run
 
 
+def interrupted(stage: Path) -> None:
+    """Make a stage look killed part-way: its ``final/`` becomes the only ``latest/``."""
+    if (stage / "final").exists():
+        shutil.rmtree(stage / "latest", ignore_errors=True)
+        os.replace(stage / "final", stage / "latest")
+
+
 def truncate(path: Path, keep: int = 100) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:keep])
@@ -223,15 +230,15 @@ def build_cases(image_run: Path, tts_run: Path) -> list[Case]:
         )
     )
     truncated = copy_run(image_run, "truncated-latest")
-    shutil.rmtree(truncated / "generator" / "final")
+    interrupted(truncated / "generator")
     truncate(truncated / "generator" / "latest" / "generator.safetensors")
     add(Case("train: resume from a truncated latest/", [*smoke, "--out", str(truncated)]))
     random_latest = copy_run(image_run, "random-latest")
-    shutil.rmtree(random_latest / "generator" / "final")
+    interrupted(random_latest / "generator")
     (random_latest / "generator" / "latest" / "generator.safetensors").write_bytes(os.urandom(5000))
     add(Case("train: resume from a random latest/", [*smoke, "--out", str(random_latest)]))
     hostile = plant_payload(copy_run(image_run, "hostile-train"))
-    shutil.rmtree(hostile / "generator" / "final")
+    interrupted(hostile / "generator")
     for name in ("state.json", "state.safetensors"):
         (hostile / "generator" / "latest" / name).unlink(missing_ok=True)
     add(Case("train: resume from latest/ with a pickle payload", [*smoke, "--out", str(hostile)]))
