@@ -17,12 +17,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = [
     "main",
     "build_parser",
     "run_command",
     "positive_int",
+    "OneLineErrorParser",
     "non_negative_float",
     "MIN_PROMPT_SECONDS",
 ]
@@ -30,6 +32,15 @@ __all__ = [
 MIN_PROMPT_SECONDS = 0.5
 """The shortest voice prompt ``resgen tts`` accepts: below it the prompt holds too few frames to
 carry a voice (the recipes prompt with 1.5-3 s)."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other ``resgen`` error
+    (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -191,7 +202,7 @@ def _cmd_tts(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``resgen`` command (sub-commands ``recipes``, ``train``,
     ``sample``, ``tts`` and ``eval``)."""
-    parser = argparse.ArgumentParser(prog="resgen", description=__doc__)
+    parser = OneLineErrorParser(prog="resgen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("recipes", help="list the bundled recipes").set_defaults(func=_cmd_recipes)
@@ -290,7 +301,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``resgen`` console script; returns the exit status."""
-    return run_command(build_parser().parse_args(argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # a usage error (one line, status 2) or --help (status 0)
+        return done.code if isinstance(done.code, int) else 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

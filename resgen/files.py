@@ -54,13 +54,13 @@ def check_output_file(path: str | Path, suffixes: Sequence[str] | None = None) -
         ValueError: the suffix is not one of ``suffixes``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the name of a file to write")
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ValueError(
             f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; "
             f"use one of {', '.join(suffixes)}"
         )
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give the name of a file to write")
     if path.exists() and not path.is_file():
         raise FileExistsError(f"{path} exists and is not a regular file")
     parent = path.parent

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from resgen.cli import positive_int, run_command
+from resgen.cli import OneLineErrorParser, positive_int, run_command
 
 __all__ = ["add_eval_parser", "run_fid", "run_wer", "run_sim"]
 
@@ -142,7 +142,6 @@ def _load_classifier(path: str | None, device: str):
     """A trained FashionClassifier from a run, a checkpoint folder, a .safetensors or a torch
     state dict (read with ``weights_only=True``: tensors only, no code)."""
     import torch
-    from safetensors import SafetensorError
 
     if path is None:
         raise ValueError("--features fashion needs --classifier CHECKPOINT")
@@ -160,11 +159,10 @@ def _load_classifier(path: str | None, device: str):
                 state = state["state_dict"]
         model = FashionClassifier()
         model.load_state_dict(state)
-    except (SafetensorError, RuntimeError, TypeError, AttributeError) as error:
-        # also what torch.load raises for a file that is not a state dict
+    except Exception as error:  # noqa: BLE001 - torch.load and the loaders raise many kinds
         raise ValueError(
             f"--classifier {source} is not a FashionClassifier's weights "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            f"({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
         ) from error
     return model
 
@@ -190,7 +188,8 @@ def run_fid(args: argparse.Namespace) -> int:
     from resgen.files import check_output_file
 
     for target in (args.save_real, args.save_fake):
-        if target:
+        if target:  # numpy appends .npz when it is missing
+            check_output_file(target)
             check_output_file(target if target.endswith(".npz") else f"{target}.npz")
     start = time.perf_counter()
     if args.features == "inception":
@@ -328,7 +327,11 @@ def run_sim(args: argparse.Namespace) -> int:
 
     def embed(path: Path):
         if path not in cache:
-            cache[path] = encoder.embed(*load_audio(path))
+            audio = load_audio(path)
+            try:
+                cache[path] = encoder.embed(*audio)
+            except ValueError as error:  # e.g. no speech in it: name the file
+                raise ValueError(f"{path}: {error}") from error
         return cache[path]
 
     scores = [
@@ -349,7 +352,7 @@ def run_sim(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``eval`` on its own (``python -m resgen.eval.cli fid ...``)."""
-    parser = argparse.ArgumentParser(prog="resgen")
+    parser = OneLineErrorParser(prog="resgen")
     add_eval_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
     return run_command(args)

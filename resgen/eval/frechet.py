@@ -295,11 +295,13 @@ class FeatureStats:
             raise FileNotFoundError(f"no statistics file at {path}")
         try:
             with np.load(path, allow_pickle=False) as data:
-                missing = {"mu", "sigma"} - set(data.files)
-                if missing:
-                    raise ValueError(f"{path} is not a statistics file: missing {sorted(missing)}")
-                count = int(data["count"]) if "count" in data.files else 2
-                extractor = str(data["extractor"]) if "extractor" in data.files else _INCEPTION_NAME
-                return cls(mu=data["mu"], sigma=data["sigma"], count=count, extractor=extractor)
-        except (zipfile.BadZipFile, EOFError, OSError) as error:
-            raise ValueError(f"{path} is not a readable .npz statistics file ({error})") from error
+                arrays = {name: data[name] for name in data.files}
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, AttributeError) as error:
+            # numpy's own message for a file that is not .npz talks of pickles; ours is plainer
+            raise ValueError(f"{path} is not a readable .npz statistics file") from error
+        missing = {"mu", "sigma"} - set(arrays)
+        if missing:
+            raise ValueError(f"{path} is not a statistics file: missing {sorted(missing)}")
+        count = int(arrays["count"]) if "count" in arrays else 2
+        extractor = str(arrays["extractor"]) if "extractor" in arrays else _INCEPTION_NAME
+        return cls(mu=arrays["mu"], sigma=arrays["sigma"], count=count, extractor=extractor)

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -153,7 +154,9 @@ def _read_state(folder: Path) -> dict[str, Any] | None:
     if not legacy.is_file():
         return None
     try:  # written by resgen before state.json; weights_only: plain data and tensors, no code
-        return torch.load(legacy, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its remarks on pickle protocols are noise here
+            warnings.simplefilter("ignore")
+            return torch.load(legacy, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(
             f"cannot read the training state {legacy} safely ({type(error).__name__}); delete "

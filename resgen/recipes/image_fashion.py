@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from attrs import asdict, evolve, field, frozen, validators
 from einops import rearrange
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -456,11 +456,17 @@ def run(
 def _run(
     out: Path,
     config: ImageFashionConfig,
-    data: tuple[Images, Labels, Images, Labels],
+    data: tuple[
+        Float[Tensor, "train 1 28 28"],
+        Int[Tensor, " train"],
+        Float[Tensor, "test 1 28 28"],
+        Int[Tensor, " test"],
+    ],
     data_seconds: float,
     device: torch.device,
 ) -> dict[str, Any]:
-    """:func:`run` once the data are read and the run folder is locked."""
+    """:func:`run` once the data (training images and labels, test images and labels) are read
+    and the run folder is locked."""
     train_x, train_y, test_x, test_y = data
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
