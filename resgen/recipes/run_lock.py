@@ -25,7 +25,8 @@ LOCK_NAME = ".lock"
 
 @contextmanager
 def lock_run_folder(folder: str | Path) -> Iterator[Path]:
-    """Hold the run folder's lock for the block (the folder is created if missing).
+    """Hold the run folder's lock for the block (the folder is created if missing); temporary
+    files a killed writer left in the folder (``.*.tmp``) are removed once it is held.
 
     Args:
         folder: the run folder (``--out``).
@@ -52,6 +53,9 @@ def lock_run_folder(folder: str | Path) -> Iterator[Path]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        for stale in folder.glob(".*.tmp"):  # left by a killed atomic_write: nobody else writes
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
         yield folder
     finally:
         os.close(fd)  # closing releases the lock
