@@ -28,6 +28,7 @@ trained model reads ``final/`` (:func:`finished_checkpoint`); only the trainer r
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -221,7 +222,19 @@ def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
     try:
         save_file(tensors, str(path))
     except SafetensorError as error:  # the serialiser reports a full disk as its own error
-        raise OSError(f"cannot write {path}: {error}") from error
+        text = str(error)
+        code = next((c for c, words in _WRITE_ERRORS if words in text), None)
+        raise (
+            OSError(code, text, str(path)) if code else OSError(f"cannot write {path}: {text}")
+        ) from error
+
+
+_WRITE_ERRORS = (
+    (errno.ENOSPC, "No space left"),
+    (errno.EFBIG, "File too large"),
+    (errno.EDQUOT, "quota exceeded"),
+)
+"""What the safetensors serialiser's message says when the disk (or the file size limit) is full."""
 
 
 # --------------------------------------------------------------------------- finding

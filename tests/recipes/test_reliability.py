@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from resgen.cli import main
@@ -264,13 +265,14 @@ def test_a_stage_cleans_up_after_a_killed_write_and_drops_latest_when_final(
 
 def test_a_full_disk_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def full(tensors, filename):  # noqa: ANN001, ANN202
-        Path(filename).write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device", filename)
+        Path(filename).write_bytes(b"partial")  # what the serialiser says on a full disk
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
 
     monkeypatch.setattr(checkpoint_module, "save_file", full)
     save_checkpoint(tmp_path / "ck", {}, {"v": 1})  # nothing to serialise yet
     with pytest.raises(OSError) as caught:
         save_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, {"v": 2})
+    assert caught.value.errno == errno.ENOSPC
     line = describe(caught.value)
     assert line.startswith("no space left writing") and "\n" not in line
     assert "re-run the same command" in line
