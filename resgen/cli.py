@@ -78,29 +78,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from resgen.recipes import RECIPES
 
     if args.recipe not in RECIPES:
-        print(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}")
     module = importlib.import_module(RECIPES[args.recipe][0])
     if args.preset not in module.PRESETS:
-        print(
+        raise ValueError(
             f"unknown preset {args.preset!r} for {args.recipe}; "
-            f"available: {', '.join(module.PRESETS)}",
-            file=sys.stderr,
+            f"available: {', '.join(module.PRESETS)}"
         )
-        return 2
     from resgen.recipes.trainer import resolve_device
 
     takes_device = "device" in inspect.signature(module.run).parameters
     if args.device != "cpu" and not takes_device:
-        print(f"{args.recipe} runs on the CPU only: it takes no --device option", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.recipe} runs on the CPU only: it takes no --device option")
     resolve_device(args.device)  # a clear error before any work
     overrides = {
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
     if overrides and not hasattr(module, "configure"):
-        print(f"{args.recipe} takes no --model/--depth options", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.recipe} takes no --model/--depth options")
     config = (
         module.configure(args.preset, **overrides) if overrides else module.PRESETS[args.preset]
     )
@@ -129,11 +124,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     try:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
     except ValueError:
-        print(f"--classes must be comma-separated integers, got {args.classes!r}", file=sys.stderr)
-        return 2
+        raise ValueError(
+            f"--classes must be comma-separated integers, got {args.classes!r}"
+        ) from None
     if not classes or min(classes) < 0 or max(classes) >= NUM_CLASSES:
-        print(f"--classes must name classes in 0..{NUM_CLASSES - 1}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--classes must name classes in 0..{NUM_CLASSES - 1}")
     codec, model, config = load_trained(args.checkpoint, device=args.device)
     labels = torch.tensor(classes).repeat_interleave(args.per_class)
     images = generate_images(
@@ -170,8 +165,9 @@ def _cmd_tts(args: argparse.Namespace) -> int:
 
             prompt_text = WhisperRecognizer().transcribe(prompt, rate)
         except ModuleNotFoundError as error:
-            print(f"--prompt-text is needed (the prompt's transcript): {error}", file=sys.stderr)
-            return 2
+            raise ValueError(
+                f"--prompt-text is needed (the prompt's transcript): {error}"
+            ) from None
         print(f"prompt transcript (Whisper): {prompt_text!r}")
     scale = config.guidance_scale if args.guidance is None else args.guidance
     changes = {"steps": args.steps, "temperature": args.temperature}
