@@ -4,12 +4,11 @@ Each stage owns a folder: periodic checkpoints go to ``latest/`` and the finishe
 ``final/`` (``latest/`` is removed once ``final/`` is in place). Re-running a stage whose
 ``final/`` exists only loads it; one with a ``latest/`` resumes from its step. Batches are drawn
 from a generator seeded by ``(seed, step)``, so a resumed run sees the same batches as an
-uninterrupted one. Random draws from the global generators (dropout layers,
-condition dropout, codebook restarts) continue where they stopped too: each checkpoint holds the
-global torch generators' states (:func:`rng_state`), restored when a stage resumes from
-``latest/`` or loads its ``final/``, so a resumed run ends with exactly the weights of an
-uninterrupted one. Only one process may write a run folder at a time
-(:func:`~resgen.recipes.run_lock.lock_run_folder`).
+uninterrupted one. Random draws from the global generators (dropout layers, condition dropout,
+codebook restarts) continue where they stopped too: each checkpoint holds the global torch
+generators' states (:func:`rng_state`), restored when a stage resumes from ``latest/`` or loads
+its ``final/``, so a resumed run ends with exactly the weights of an uninterrupted one. Only one
+process may write a run folder at a time (:func:`~resgen.recipes.run_lock.lock_run_folder`).
 """
 
 from __future__ import annotations
