@@ -690,12 +690,24 @@ def build_cases(image_run: Path, tts_run: Path) -> list[Case]:
             ["eval", "wer", "--audio", str(audio), "--text", str(binary_text), "--no-progress"],
         )
     )
+    # speech from the TTS run, so that the speaker encoder finds a voice in the good files
+    speech = w / "speech"
+    shutil.rmtree(speech, ignore_errors=True)
+    speech.mkdir()
+    for source in sorted((tts_run / "samples").glob("*_truth.wav"))[:2]:
+        shutil.copy(source, speech / source.name)
+    bad_speech = w / "bad-speech"
+    shutil.rmtree(bad_speech, ignore_errors=True)
+    shutil.copytree(speech, bad_speech)
+    (bad_speech / "0-not-audio.wav").write_text("not audio")  # sorted first
+    reference = next(speech.iterdir())
     add(
         Case(
             "eval sim: a non-WAV .wav",
-            ["eval", "sim", "--audio", str(bad_audio), "--reference", str(prompt), "--no-progress"],
+            ["eval", "sim", "--audio", str(bad_speech), "--reference", str(reference),
+             "--no-progress"],
         )
-    )
+    )  # fmt: skip
     add(
         Case(
             "eval sim: --reference missing",
@@ -713,7 +725,7 @@ def build_cases(image_run: Path, tts_run: Path) -> list[Case]:
     add(
         Case(
             "eval sim: an empty WAV reference",
-            ["eval", "sim", "--audio", str(audio), "--reference", str(empty), "--no-progress"],
+            ["eval", "sim", "--audio", str(speech), "--reference", str(empty), "--no-progress"],
         )
     )
     deep_case.check = _fid_near_zero
@@ -735,21 +747,21 @@ def _perturbed_latest(stage: Path) -> None:
     shutil.rmtree(latest, ignore_errors=True)
     shutil.copytree(stage / "final", latest)
     tensors = load_file(str(latest / "classifier.safetensors"))
-    save_file({k: v.float().neg().to(v.dtype) if v.is_floating_point() else v for k, v in tensors.items()},
-              str(latest / "classifier.safetensors"))  # fmt: skip
+    negated = {k: v.neg() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(negated, str(latest / "classifier.safetensors"))
 
 
 def _fid_near_zero() -> bool:
-    out = run_cli(["eval", "fid", "--features", "fashion", "--classifier", str(IMAGE_RUN),
-                   "--no-progress", "--real", str(WORK / "real"), "--fake", str(WORK / "sixteen-bit"), "--json"])  # fmt: skip
+    fid = ["eval", "fid", "--features", "fashion", "--classifier", str(IMAGE_RUN), "--json"]
+    out = run_cli([*fid, "--real", str(WORK / "real"), "--fake", str(WORK / "sixteen-bit")])
     return out.returncode == 0 and abs(json.loads(out.stdout.splitlines()[-1])["fid"]) < 1e-3
 
 
 def _fid_of_final(run: Path, real: Path, fake: Path) -> bool:
     args = ["--no-progress", "--real", str(real), "--fake", str(fake), "--json"]
     by_run = run_cli(["eval", "fid", "--features", "fashion", "--classifier", str(run), *args])
-    by_file = run_cli(["eval", "fid", "--features", "fashion", "--classifier",
-                       str(run / "classifier" / "final" / "classifier.safetensors"), *args])  # fmt: skip
+    final = run / "classifier" / "final" / "classifier.safetensors"
+    by_file = run_cli(["eval", "fid", "--features", "fashion", "--classifier", str(final), *args])
     if by_run.returncode or by_file.returncode:
         return False
     return (
