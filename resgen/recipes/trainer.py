@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from resgen.recipes.averaging import WeightAverage
 from resgen.recipes.checkpoint import (
+    CheckpointError,
     load_checkpoint,
     recover_checkpoint,
     resolve_checkpoint,
@@ -190,6 +191,29 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
+def _progress(
+    state: dict[str, Any], folder: Path
+) -> tuple[int, list[tuple[int, float]], float, list[tuple[int, float]]]:
+    """``(step, history, seconds, validation)`` of a checkpoint's training state, checked."""
+    try:
+        return (
+            int(state.get("step", 0)),
+            [(int(s), float(v)) for s, v in state.get("history", [])],
+            float(state.get("seconds", 0.0)),
+            [(int(s), float(v)) for s, v in state.get("validation", [])],
+        )
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the training state in {folder} is corrupt: {error}") from error
+
+
+def _restore(folder: Path, restore: Callable[[], object]) -> None:
+    """Run ``restore`` (a ``load_state_dict``); a state that does not fit is a corrupt file."""
+    try:
+        restore()
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise CheckpointError(f"the training state in {folder} does not fit: {error!r}") from error
+
+
 def cosine_lr(step: int, spec: StageSpec) -> float:
     """Learning rate at ``step``: linear warm-up, then cosine decay to 10% of ``spec.lr``."""
     if step < spec.warmup:
@@ -242,39 +266,31 @@ def run_stage(
         recover_checkpoint(checkpoint)
     if resolve_checkpoint(final) is not None:
         state = load_checkpoint(final, modules, config, training_state=True) or {}
+        _, history, seconds, validation = _progress(state, final)
         if "rng" in state:  # what follows draws as it would after training this stage
-            set_rng_state(state["rng"], device)
+            _restore(final, lambda: set_rng_state(state["rng"], device))
         shutil.rmtree(latest, ignore_errors=True)
         for module in modules.values():
             module.eval()
-        return StageResult(
-            history=state.get("history", []),
-            seconds=state.get("seconds", 0.0),
-            validation=state.get("validation", []),
-        )
+        return StageResult(history=history, seconds=seconds, validation=validation)
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
     start, history, seconds, validation = 0, [], 0.0, []
     if resolve_checkpoint(latest) is not None:
         state = load_checkpoint(latest, modules, config, training_state=True) or {}
+        start, history, seconds, validation = _progress(state, latest)
         if "rng" in state:
-            set_rng_state(state["rng"], device)
+            _restore(latest, lambda: set_rng_state(state["rng"], device))
         if "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])
+            _restore(latest, lambda: optimizer.load_state_dict(state["optimizer"]))
         if average is not None:
             if "average" not in state:
                 raise ValueError(
                     f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
                     "resume with the settings it was started with, or delete it"
                 )
-            average.load_state_dict(state["average"])
-        start, history, seconds, validation = (
-            state.get("step", 0),
-            state.get("history", []),
-            state.get("seconds", 0.0),
-            state.get("validation", []),
-        )
+            _restore(latest, lambda: average.load_state_dict(state["average"]))
 
     def run_validation(step: int) -> float:
         """Validate at ``step``; returns the seconds it took (not training time)."""

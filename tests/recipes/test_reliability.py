@@ -295,3 +295,18 @@ def test_outputs_get_the_umask_s_permissions(tmp_path: Path) -> None:
         assert new_file_mode() == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"step": "abc"},
+        {"step": 4, "history": "nope"},
+        {"step": 4, "optimizer": {"state": {}, "param_groups": "x"}},
+        {"step": 4, "rng": {"cpu": torch.zeros(3, dtype=torch.uint8)}},
+    ],
+)
+def test_a_corrupt_training_state_is_a_checkpoint_error(tmp_path: Path, state: dict) -> None:
+    save_checkpoint(tmp_path / "latest", {"m": NoisyNet()}, {"v": 1}, state)
+    with pytest.raises(CheckpointError, match="training state"):
+        _train(tmp_path)
