@@ -119,7 +119,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         make_recipe_sampler,
     )
     from resgen.recipes.plots import WRITABLE_IMAGE_SUFFIXES, save_image_grid
+    from resgen.recipes.trainer import resolve_device
 
+    resolve_device(args.device)  # the machine's flags, then the paths, before any work
     check_output_file(args.out, WRITABLE_IMAGE_SUFFIXES)
     try:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
