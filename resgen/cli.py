@@ -1,4 +1,11 @@
-"""The ``resgen`` command line: list recipes, train one, sample from a trained run, speak."""
+"""The ``resgen`` command line: list recipes, train one, sample from a trained run, speak.
+
+Every input is checked before any work: numeric flags by their argparse types
+(:func:`positive_int`, :func:`non_negative_float`), output paths by
+:func:`~resgen.files.check_output_file`, run folders and files where they are read. A bad one
+ends the command with ``resgen: error: ...`` on one line and exit status 2 (the rule is
+:data:`resgen.errors.USER_ERRORS`); a traceback means a bug.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,56 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["main", "build_parser"]
+__all__ = [
+    "main",
+    "build_parser",
+    "run_command",
+    "positive_int",
+    "OneLineErrorParser",
+    "non_negative_float",
+    "MIN_PROMPT_SECONDS",
+]
+
+MIN_PROMPT_SECONDS = 0.5
+"""The shortest voice prompt ``resgen tts`` accepts: below it the prompt holds too few frames to
+carry a voice (the recipes prompt with 1.5-3 s)."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other ``resgen`` error
+    (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--depth 0`` is an error, not the default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
@@ -26,27 +78,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from resgen.recipes import RECIPES
 
     if args.recipe not in RECIPES:
-        print(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}")
     module = importlib.import_module(RECIPES[args.recipe][0])
     if args.preset not in module.PRESETS:
-        print(
+        raise ValueError(
             f"unknown preset {args.preset!r} for {args.recipe}; "
-            f"available: {', '.join(module.PRESETS)}",
-            file=sys.stderr,
+            f"available: {', '.join(module.PRESETS)}"
         )
-        return 2
     from resgen.recipes.trainer import resolve_device
 
     takes_device = "device" in inspect.signature(module.run).parameters
     if args.device != "cpu" and not takes_device:
-        print(f"{args.recipe} runs on the CPU only: it takes no --device option", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.recipe} runs on the CPU only: it takes no --device option")
     resolve_device(args.device)  # a clear error before any work
-    overrides = {k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v}
+    overrides = {
+        k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
+    }
     if overrides and not hasattr(module, "configure"):
-        print(f"{args.recipe} takes no --model/--depth options", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.recipe} takes no --model/--depth options")
     config = (
         module.configure(args.preset, **overrides) if overrides else module.PRESETS[args.preset]
     )
@@ -62,22 +111,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
+    from resgen.files import check_output_file
     from resgen.recipes.image_fashion import (
         NUM_CLASSES,
         generate_images,
         load_trained,
         make_recipe_sampler,
     )
-    from resgen.recipes.plots import save_image_grid
+    from resgen.recipes.plots import WRITABLE_IMAGE_SUFFIXES, save_image_grid
+    from resgen.recipes.trainer import resolve_device
 
+    resolve_device(args.device)  # the machine's flags, then the paths, before any work
+    check_output_file(args.out, WRITABLE_IMAGE_SUFFIXES)
     try:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
     except ValueError:
-        print(f"--classes must be comma-separated integers, got {args.classes!r}", file=sys.stderr)
-        return 2
+        raise ValueError(
+            f"--classes must be comma-separated integers, got {args.classes!r}"
+        ) from None
     if not classes or min(classes) < 0 or max(classes) >= NUM_CLASSES:
-        print(f"--classes must name classes in 0..{NUM_CLASSES - 1}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--classes must name classes in 0..{NUM_CLASSES - 1}")
     codec, model, config = load_trained(args.checkpoint, device=args.device)
     labels = torch.tensor(classes).repeat_interleave(args.per_class)
     images = generate_images(
@@ -94,12 +147,19 @@ def _cmd_tts(args: argparse.Namespace) -> int:
     from resgen.diffusion.guidance import ClassifierFreeGuidance
     from resgen.diffusion.sampler import ResGenSampler
     from resgen.eval.audio_io import load_audio, write_wav
+    from resgen.files import check_output_file
     from resgen.recipes.tts_eval import synthesize
     from resgen.recipes.tts_synth import load_trained
 
+    check_output_file(args.out, (".wav",))
+    prompt, rate = load_audio(args.prompt)
+    if prompt.numel() < MIN_PROMPT_SECONDS * rate:
+        raise ValueError(
+            f"--prompt {args.prompt} is {prompt.numel() / rate:.2f} s long; give at least "
+            f"{MIN_PROMPT_SECONDS} s of the voice (1.5-3 s works best)"
+        )
     trained = load_trained(args.checkpoint)
     codec, config = trained.codec, trained.config
-    prompt, rate = load_audio(args.prompt)
     prompt_text = args.prompt_text
     if prompt_text is None:
         try:
@@ -107,8 +167,9 @@ def _cmd_tts(args: argparse.Namespace) -> int:
 
             prompt_text = WhisperRecognizer().transcribe(prompt, rate)
         except ModuleNotFoundError as error:
-            print(f"--prompt-text is needed (the prompt's transcript): {error}", file=sys.stderr)
-            return 2
+            raise ValueError(
+                f"--prompt-text is needed (the prompt's transcript): {error}"
+            ) from None
         print(f"prompt transcript (Whisper): {prompt_text!r}")
     scale = config.guidance_scale if args.guidance is None else args.guidance
     changes = {"steps": args.steps, "temperature": args.temperature}
@@ -139,7 +200,7 @@ def _cmd_tts(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``resgen`` command (sub-commands ``recipes``, ``train``,
     ``sample``, ``tts`` and ``eval``)."""
-    parser = argparse.ArgumentParser(prog="resgen", description=__doc__)
+    parser = OneLineErrorParser(prog="resgen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("recipes", help="list the bundled recipes").set_defaults(func=_cmd_recipes)
@@ -155,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("resgen", "token", "ar"),
         help="generator to train (image recipe): ResGen or a baseline on the same tokens",
     )
-    train.add_argument("--depth", type=int, default=None, help="RVQ depth of the codec")
+    train.add_argument("--depth", type=positive_int, default=None, help="RVQ depth of the codec")
     train.add_argument(
         "--device",
         default="cpu",
@@ -169,8 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--classes", required=True, help="comma-separated class indices, e.g. 0,3,7"
     )
-    sample.add_argument("--out", required=True, help="PNG file to write")
-    sample.add_argument("--per-class", type=int, default=10, help="samples per class (a row each)")
+    sample.add_argument(
+        "--out", required=True, help="image file to write (.png, .jpg, .webp, .bmp, .tif)"
+    )
+    sample.add_argument(
+        "--per-class", type=positive_int, default=10, help="samples per class (a row each)"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
         "--device", default="cpu", help="torch device to sample on: cpu (default), cuda, cuda:1..."
@@ -187,17 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="the prompt's transcript (default: transcribed with Whisper when installed)",
     )
     tts.add_argument("--out", required=True, help="WAV file to write")
-    tts.add_argument("--steps", type=int, default=None, help="sampling steps T (default: run's)")
-    tts.add_argument("--guidance", type=float, default=None, help="guidance scale on the text")
+    tts.add_argument(
+        "--steps", type=positive_int, default=None, help="sampling steps T (default: run's)"
+    )
+    tts.add_argument(
+        "--guidance", type=non_negative_float, default=None, help="guidance scale on the text"
+    )
     tts.add_argument(
         "--temperature",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="Gaussian temperature of the sampler (default: the run's; 0 = the means)",
     )
     tts.add_argument(
         "--frames",
-        type=int,
+        type=positive_int,
         default=None,
         help="latent frames (default: the duration model at the prompt's rate)",
     )
@@ -213,17 +282,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``resgen`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; a user's error (:data:`~resgen.errors.USER_ERRORS`) becomes one line
+    ``resgen: error: ...`` on stderr and exit status 2, an interrupt exit status 130."""
+    from resgen.errors import USER_ERRORS, describe
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"resgen: error: {describe(error)}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``resgen`` console script; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # a usage error (one line, status 2) or --help (status 0)
+        return done.code if isinstance(done.code, int) else 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

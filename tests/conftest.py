@@ -20,3 +20,36 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+class _KillingBar:
+    """Stands in for the trainer's progress bar; ends the first run of each stage part-way."""
+
+    killed: list[str]
+
+    def __init__(self, iterable, *, desc: str, total: int, **_: object) -> None:  # noqa: ANN001
+        self.steps, self.desc, self.kill_at = iterable, desc, (2 * total) // 3
+
+    def __iter__(self):  # noqa: ANN204
+        for step in self.steps:
+            if self.desc not in self.killed and step == self.kill_at:
+                self.killed.append(self.desc)
+                raise KeyboardInterrupt  # what Ctrl-C (or a kill the trainer survives) does
+            yield step
+
+    def set_postfix(self, **_: object) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.fixture
+def kill_each_stage(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Interrupt every training stage once, two thirds of the way through its steps (after its
+    first checkpoint when it has one); returns the names of the stages killed so far."""
+    import resgen.recipes.trainer as trainer
+
+    killed: list[str] = []
+    monkeypatch.setattr(trainer, "tqdm", type("Bar", (_KillingBar,), {"killed": killed}))
+    return killed

@@ -27,8 +27,6 @@ gruut is imported only when text is first phonemised (install it with ``tools/in
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,14 +176,11 @@ class PhonemeVocabulary:
         return cls(tuple(symbols), str(data.get("language", "en-us")))
 
     def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON (atomically: temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
-        ) as handle:
-            json.dump(self.to_dict(), handle, ensure_ascii=False, indent=1)
-        os.replace(handle.name, path)
+        """Write the vocabulary as JSON, whole or not at all (see :mod:`resgen.files`)."""
+        from resgen.files import atomic_write
+
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> PhonemeVocabulary:

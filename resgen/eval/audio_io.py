@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from resgen.files import atomic_write
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "list_audio",
@@ -66,6 +68,15 @@ def _read_wave(path: Path) -> tuple[np.ndarray, int]:
     return data.reshape(-1, channels), rate
 
 
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """``([samples, channels], rate)`` of a file, with soundfile when it is installed."""
+    try:
+        import soundfile
+    except ImportError:
+        return _read_wave(path)
+    return soundfile.read(str(path), dtype="float32", always_2d=True)
+
+
 def load_audio(path: str | Path) -> tuple[Float[Tensor, " samples"], int]:
     """Read an audio file as a mono float32 waveform.
 
@@ -77,38 +88,41 @@ def load_audio(path: str | Path) -> tuple[Float[Tensor, " samples"], int]:
 
     Raises:
         FileNotFoundError: when the file does not exist.
-        ValueError: when it holds no samples.
+        ValueError: when it is not a readable audio file or holds no samples.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no audio file at {path}")
     try:
-        import soundfile
-    except ImportError:
-        data, rate = _read_wave(path)
-    else:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        data, rate = _read(path)
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - each back-end has its own errors for a bad file
+        raise ValueError(
+            f"{path} is not a readable audio file ({type(error).__name__}: {error})"
+        ) from error
     if data.shape[0] == 0:
         raise ValueError(f"{path} holds no audio samples")
     return torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)), int(rate)
 
 
 def write_wav(path: str | Path, audio: Float[Tensor, " samples"], sample_rate: int) -> None:
-    """Write a mono waveform in ``[-1, 1]`` as a 16-bit PCM WAV (peak-limited to 0.99)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a mono waveform in ``[-1, 1]`` as a 16-bit PCM WAV (peak-limited to 0.99), whole or
+    not at all (:func:`~resgen.files.atomic_write`)."""
     audio = audio.detach().float().cpu()
     peak = float(audio.abs().max()) if audio.numel() else 0.0
     if peak > 0.99:
         audio = audio * (0.99 / peak)
     pcm = (audio.numpy() * 32767.0).round().astype("<i2")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with wave.open(str(tmp), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(sample_rate)
+            handle.writeframes(pcm.tobytes())
+
+    atomic_write(path, write)
 
 
 def resample(
@@ -150,10 +164,15 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
         ``{ID: text}``, in file order.
 
     Raises:
-        ValueError: on a duplicate ID or an empty file.
+        FileNotFoundError: the file does not exist.
+        ValueError: on a duplicate ID, an empty file, or a file that is not UTF-8 text.
     """
     transcripts: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a UTF-8 text file of transcripts ({error})") from error
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -170,6 +189,10 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
     return transcripts
 
 
+def _first(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
 def match_audio_files(directory: str | Path, transcripts: dict[str, str]) -> list[tuple[str, Path]]:
     """Pair each transcript ID with the audio file of that name (without suffix) in a folder.
 
@@ -181,11 +204,19 @@ def match_audio_files(directory: str | Path, transcripts: dict[str, str]) -> lis
         ``(ID, path)`` pairs in transcript order.
 
     Raises:
-        ValueError: when some ID has no audio file (all missing IDs are named, up to 10).
+        ValueError: when some ID has no audio file, or some audio file no transcript (it would
+            be left out of the score silently); up to 10 of them are named.
     """
     files = {p.stem: p for p in list_audio(directory)}
     missing = [utt_id for utt_id in transcripts if utt_id not in files]
     if missing:
-        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise ValueError(f"{len(missing)} transcript IDs have no audio in {directory}: {shown}")
+        raise ValueError(
+            f"{len(missing)} transcript IDs have no audio in {directory}: {_first(missing)}"
+        )
+    untranscribed = [name for name in files if name not in transcripts]
+    if untranscribed:
+        raise ValueError(
+            f"{len(untranscribed)} audio files of {directory} have no transcript: "
+            f"{_first(untranscribed)}"
+        )
     return [(utt_id, files[utt_id]) for utt_id in transcripts]

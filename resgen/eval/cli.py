@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from resgen.cli import OneLineErrorParser, positive_int, run_command
+
 __all__ = ["add_eval_parser", "run_fid", "run_wer", "run_sim"]
 
 
@@ -41,11 +43,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     fid.add_argument(
         "--classifier",
         help="trained resgen.eval.classifier.FashionClassifier: the image recipe's run folder "
-        "(its classifier.safetensors is used), a .safetensors file or a torch state dict; "
-        "required with --features fashion",
+        "(its classifier/final/ weights), a checkpoint folder, a .safetensors file or a torch "
+        "state dict; required with --features fashion",
     )
-    fid.add_argument("--limit-real", type=int, default=None, help="use the first N real images")
-    fid.add_argument("--limit-fake", type=int, default=None, help="use the first N fake images")
+    fid.add_argument(
+        "--limit-real", type=positive_int, default=None, help="use the first N real images"
+    )
+    fid.add_argument(
+        "--limit-fake", type=positive_int, default=None, help="use the first N fake images"
+    )
     fid.add_argument("--save-real", help="write the real statistics to this .npz")
     fid.add_argument("--save-fake", help="write the fake statistics to this .npz")
     fid.add_argument(
@@ -53,8 +59,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also report k-NN precision and recall (needs images on both sides)",
     )
-    fid.add_argument("--k", type=int, default=3, help="neighbours for precision/recall")
-    fid.add_argument("--batch-size", type=int, default=50)
+    fid.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall")
+    fid.add_argument("--batch-size", type=positive_int, default=50)
     fid.add_argument("--device", default="cpu")
     fid.add_argument("--json", action="store_true", help="print the results as one JSON object")
     fid.add_argument("--no-progress", action="store_true")
@@ -74,10 +80,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "'text (ID)'; ID is the audio file name without its suffix",
     )
     wer.add_argument("--asr", choices=("whisper", "pocketsphinx"), default="whisper")
-    wer.add_argument("--threads", type=int, default=2, help="CPU threads of the ASR")
+    wer.add_argument("--threads", type=positive_int, default=2, help="CPU threads of the ASR")
     wer.add_argument(
         "--beam-size",
-        type=int,
+        type=positive_int,
         default=1,
         help="Whisper's decoding beam (default 1: greedy, as the recipes score)",
     )
@@ -115,32 +121,49 @@ def _shown(key: str, value: object) -> object:
     return f"{value:.6f}" if isinstance(value, float) and key != "seconds" else value
 
 
+def _classifier_weights(source: Path) -> Path:
+    """The ``classifier.safetensors`` a ``--classifier`` path names: a run folder's finished
+    classifier stage (``final/``, never ``latest/``; the rule of
+    :func:`~resgen.recipes.checkpoint.finished_checkpoint`), a checkpoint folder, or a file."""
+    from resgen.recipes.checkpoint import finished_checkpoint
+
+    if source.is_dir():
+        stage = source / "classifier" if (source / "classifier").is_dir() else source
+        for folder in (source, stage):  # a checkpoint folder itself
+            if (folder / "classifier.safetensors").is_file():
+                return folder / "classifier.safetensors"
+        return finished_checkpoint(stage) / "classifier.safetensors"
+    if not source.is_file():
+        raise FileNotFoundError(f"--classifier {source}: no such file or folder")
+    return source
+
+
 def _load_classifier(path: str | None, device: str):
-    """A trained FashionClassifier from a checkpoint folder, a .safetensors or a torch file."""
+    """A trained FashionClassifier from a run, a checkpoint folder, a .safetensors or a torch
+    state dict (read with ``weights_only=True``: tensors only, no code)."""
     import torch
 
     if path is None:
-        raise SystemExit("--features fashion needs --classifier CHECKPOINT")
+        raise ValueError("--features fashion needs --classifier CHECKPOINT")
     from resgen.eval.classifier import FashionClassifier
 
-    source = Path(path)
-    if source.is_dir():
-        found = sorted(source.rglob("classifier.safetensors"))
-        if not found:
-            raise SystemExit(f"no classifier.safetensors under {source}")
-        source = found[-1]
-    if not source.is_file():
-        raise SystemExit(f"no classifier checkpoint at {source}")
-    if source.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    source = _classifier_weights(Path(path))
+    try:
+        if source.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(source), device="cpu")
-    else:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-    model = FashionClassifier()
-    model.load_state_dict(state)
+            state = load_file(str(source), device="cpu")
+        else:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+        model = FashionClassifier()
+        model.load_state_dict(state)
+    except Exception as error:  # noqa: BLE001 - torch.load and the loaders raise many kinds
+        raise ValueError(
+            f"--classifier {source} is not a FashionClassifier's weights "
+            f"({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
+        ) from error
     return model
 
 
@@ -162,7 +185,12 @@ def run_fid(args: argparse.Namespace) -> int:
     from resgen.eval.frechet import FeatureStats, frechet_distance_from_features
     from resgen.eval.image_io import load_images
     from resgen.eval.image_metrics import precision_recall
+    from resgen.files import check_output_file
 
+    for target in (args.save_real, args.save_fake):
+        if target:  # numpy appends .npz when it is missing
+            check_output_file(target)
+            check_output_file(target if target.endswith(".npz") else f"{target}.npz")
     start = time.perf_counter()
     if args.features == "inception":
         extractor = InceptionFeatures(device=args.device)
@@ -175,10 +203,10 @@ def run_fid(args: argparse.Namespace) -> int:
         """Return (stats, features or None) of one side."""
         if source.endswith(".npz"):
             if args.precision_recall:
-                raise SystemExit(f"--precision-recall needs images, not statistics: {source}")
+                raise ValueError(f"--precision-recall needs images, not statistics: {source}")
             stats = FeatureStats.load(source)
             if stats.extractor != extractor.name:
-                raise SystemExit(
+                raise ValueError(
                     f"{source} holds {stats.extractor!r} statistics, not {extractor.name!r}"
                 )
             return stats, None
@@ -231,7 +259,10 @@ def run_wer(args: argparse.Namespace) -> int:
     from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
     from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
     from resgen.eval.text import character_error_rate, error_rate_interval, word_error_rate
+    from resgen.files import atomic_write, check_output_file
 
+    if args.hypotheses:
+        check_output_file(args.hypotheses)
     start = time.perf_counter()
     transcripts = read_transcripts(args.text)
     pairs = match_audio_files(args.audio, transcripts)
@@ -247,7 +278,8 @@ def run_wer(args: argparse.Namespace) -> int:
         hyps.append(hyp)
         lines.append(f"{utt_id}\t{hyp}")
     if args.hypotheses:
-        Path(args.hypotheses).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text = "\n".join(lines) + "\n"
+        atomic_write(args.hypotheses, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     results = {
         "wer": word_error_rate(refs, hyps),
         "wer_interval_95": error_rate_interval(refs, hyps),
@@ -285,17 +317,21 @@ def run_sim(args: argparse.Namespace) -> int:
         refs = {p.stem: p for p in list_audio(reference)}
         pairs = [(p, refs[p.stem]) for p in audio_files if p.stem in refs]
         if not pairs:
-            raise SystemExit(f"no file of {args.audio} has a namesake in {reference}")
+            raise ValueError(f"no file of {args.audio} has a namesake in {reference}")
     elif reference.is_file():
         pairs = [(p, reference) for p in audio_files]
     else:
-        raise SystemExit(f"--reference is neither a folder nor a file: {reference}")
+        raise FileNotFoundError(f"--reference is neither a folder nor a file: {reference}")
     encoder = ResemblyzerEncoder()
     cache: dict[Path, object] = {}
 
     def embed(path: Path):
         if path not in cache:
-            cache[path] = encoder.embed(*load_audio(path))
+            audio = load_audio(path)
+            try:
+                cache[path] = encoder.embed(*audio)
+            except ValueError as error:  # e.g. no speech in it: name the file
+                raise ValueError(f"{path}: {error}") from error
         return cache[path]
 
     scores = [
@@ -316,10 +352,10 @@ def run_sim(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``eval`` on its own (``python -m resgen.eval.cli fid ...``)."""
-    parser = argparse.ArgumentParser(prog="resgen")
+    parser = OneLineErrorParser(prog="resgen")
     add_eval_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ including its ``eps`` diagonal offset when the product is singular.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -287,15 +288,20 @@ class FeatureStats:
 
         Raises:
             FileNotFoundError: when the file does not exist.
-            ValueError: when it lacks ``mu`` or ``sigma``.
+            ValueError: when it is not an ``.npz`` file or lacks ``mu`` or ``sigma``.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no statistics file at {path}")
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"mu", "sigma"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path} is not a statistics file: missing {sorted(missing)}")
-            count = int(data["count"]) if "count" in data.files else 2
-            extractor = str(data["extractor"]) if "extractor" in data.files else _INCEPTION_NAME
-            return cls(mu=data["mu"], sigma=data["sigma"], count=count, extractor=extractor)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, AttributeError) as error:
+            # numpy's own message for a file that is not .npz talks of pickles; ours is plainer
+            raise ValueError(f"{path} is not a readable .npz statistics file") from error
+        missing = {"mu", "sigma"} - set(arrays)
+        if missing:
+            raise ValueError(f"{path} is not a statistics file: missing {sorted(missing)}")
+        count = int(arrays["count"]) if "count" in arrays else 2
+        extractor = str(arrays["extractor"]) if "extractor" in arrays else _INCEPTION_NAME
+        return cls(mu=arrays["mu"], sigma=arrays["sigma"], count=count, extractor=extractor)

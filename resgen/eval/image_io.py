@@ -7,6 +7,7 @@ Everything is returned as uint8 pixels, ``[n, channels, height, width]``; conver
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ def load_image_dir(
 
     All images must have the same size. Grayscale images (PIL mode ``L``, ``1``, ``I;16``...) give
     one channel, everything else is converted to RGB; a folder mixing the two is converted to RGB.
+    16-bit images are scaled to 8 bits (``round(v * 255 / 65535)``), not clipped.
 
     Args:
         directory: the folder.
@@ -59,18 +61,16 @@ def load_image_dir(
         ``[n, channels, height, width]`` uint8, channels 1 or 3.
 
     Raises:
-        ValueError: on an empty folder or images of different sizes.
+        ValueError: on an empty folder, images of different sizes, or a file that is not a
+            readable image (corrupt, truncated, or not an image at all).
     """
-    from PIL import Image
-
     files = list_images(directory)[:limit]
     arrays: list[np.ndarray] = []
     modes: list[str] = []
     for path in files:
-        with Image.open(path) as img:
-            gray = img.mode in ("1", "L", "LA", "I", "I;16", "F")
-            arrays.append(np.asarray(img.convert("L" if gray else "RGB")))
-            modes.append("L" if gray else "RGB")
+        array = _read_image(path)
+        arrays.append(array)
+        modes.append("L" if array.ndim == 2 else "RGB")
     if "RGB" in modes and "L" in modes:
         arrays = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in arrays]
     sizes = {a.shape[:2] for a in arrays}
@@ -80,6 +80,29 @@ def load_image_dir(
     if stack.ndim == 3:
         stack = stack[..., None]
     return torch.from_numpy(rearrange(stack, "n h w c -> n c h w").copy())
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One image as uint8 pixels: ``[h, w]`` for grayscale, ``[h, w, 3]`` otherwise."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, with its name
+            if img.mode in _SIXTEEN_BIT_MODES:
+                # PIL's convert("L") clips 16-bit values at 255; scale them instead
+                wide = np.asarray(img, dtype=np.float64)
+                return np.clip(np.round(wide * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+            if img.mode == "F":
+                raise ValueError(f"{path}: floating-point images are not supported")
+            gray = img.mode in ("1", "L", "LA")
+            return np.asarray(img.convert("L" if gray else "RGB"))
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        # PIL reports corrupt files as OSError (UnidentifiedImageError), SyntaxError or EOF
+        raise ValueError(f"{path} is not a readable image ({error})") from error
 
 
 def load_idx_images(
@@ -99,8 +122,11 @@ def load_idx_images(
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is not a readable IDX image file ({error})") from error
     if len(data) < 16:
         raise ValueError(f"{path} is too short to be an IDX image file")
     magic, n, height, width = (int.from_bytes(data[i : i + 4], "big") for i in range(0, 16, 4))

@@ -19,7 +19,6 @@ a run trained on one device resumes and samples on another.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 import torch
 from attrs import asdict, evolve, field, frozen, validators
 from einops import rearrange
-from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from jaxtyping import Float, Int
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -39,7 +38,15 @@ from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.diffusion.token_sampler import TokenSampler
 from resgen.eval.classifier import FashionClassifier, class_accuracy, module_device
-from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
+from resgen.recipes.checkpoint import (
+    CheckpointError,
+    build_from_config,
+    finished_checkpoint,
+    load_checkpoint,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from resgen.recipes.fashion_data import load_fashion_mnist
 from resgen.recipes.generators import (
     GENERATOR_KINDS,
@@ -50,6 +57,7 @@ from resgen.recipes.generators import (
     rebuild_generator,
 )
 from resgen.recipes.plots import save_image_grid, save_loss_plot
+from resgen.recipes.run_lock import check_run_folder, lock_run_folder
 from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
 from resgen.typing import Images, Labels
 
@@ -297,9 +305,7 @@ def tokenize(
         for i in tqdm(range(0, len(images), batch_size), desc="tokens")
     ]
     tokens = torch.cat(chunks)
-    tmp = path.with_suffix(".tmp")
-    save_file({"tokens": tokens.to(torch.int16).contiguous()}, str(tmp))
-    tmp.replace(path)
+    save_tensors({"tokens": tokens.to(torch.int16).contiguous()}, path)
     return tokens
 
 
@@ -431,13 +437,41 @@ def run(
             numbers differ slightly (other kernels, other random streams).
 
     Raises:
-        ValueError: the device is unknown or unavailable, or ``out_dir`` holds a run trained
-            with another configuration.
+        ValueError: the device is unknown or unavailable, the data set is unreadable, or
+            ``out_dir`` holds a run trained with another configuration.
+        RunFolderInUseError: another process is writing ``out_dir``.
     """
     device = resolve_device(device)
     config = config or PRESETS["demo"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_run_folder(out_dir)
+    # The data are read before the run folder is made: a bad --data-dir leaves nothing behind.
+    tick = time.perf_counter()
+    train_x, train_y = load_fashion_mnist("train", data_dir)
+    test_x, test_y = load_fashion_mnist("test", data_dir)
+    if config.train_subset:
+        train_x, train_y = train_x[: config.train_subset], train_y[: config.train_subset]
+    if config.test_subset:
+        test_x, test_y = test_x[: config.test_subset], test_y[: config.test_subset]
+    data = (train_x, train_y, test_x, test_y)
+    with lock_run_folder(out):
+        return _run(out, config, data, time.perf_counter() - tick, device)
+
+
+def _run(
+    out: Path,
+    config: ImageFashionConfig,
+    data: tuple[
+        Float[Tensor, "train 1 28 28"],
+        Int[Tensor, " train"],
+        Float[Tensor, "test 1 28 28"],
+        Int[Tensor, " test"],
+    ],
+    data_seconds: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """:func:`run` once the data (training images and labels, test images and labels) are read
+    and the run folder is locked."""
+    train_x, train_y, test_x, test_y = data
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (only those stages re-run);
@@ -450,16 +484,7 @@ def run(
                 f"{', '.join(changed)}); use a new --out folder"
             )
     write_json(out / "recipe.json", config_dict)
-    wall: dict[str, float] = {}
-
-    tick = time.perf_counter()
-    train_x, train_y = load_fashion_mnist("train", data_dir)
-    test_x, test_y = load_fashion_mnist("test", data_dir)
-    if config.train_subset:
-        train_x, train_y = train_x[: config.train_subset], train_y[: config.train_subset]
-    if config.test_subset:
-        test_x, test_y = test_x[: config.test_subset], test_y[: config.test_subset]
-    wall["data"] = time.perf_counter() - tick
+    wall: dict[str, float] = {"data": data_seconds}
 
     tick = time.perf_counter()
     codec, codec_history, _ = train_codec(config, train_x, out / "codec", device=device)
@@ -582,8 +607,15 @@ def fid_metrics(
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
-    """The recipe configuration saved in a run folder."""
-    return json.loads(path.read_text())
+    """The recipe configuration saved in a run folder (``recipe.json``).
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, or not an image-fashion configuration.
+    """
+    saved = read_json(path, "recipe configuration")
+    if not isinstance(saved, dict) or not isinstance(saved.get("sampler"), dict):
+        raise CheckpointError(f"{path} is not the configuration of an image-fashion run")
+    return saved
 
 
 def load_trained(
@@ -599,18 +631,23 @@ def load_trained(
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished image-fashion run (no recipe.json)")
-    codec = ImageRVQVAE(ImageCodecConfig(**read_config(run_dir / "codec" / "final")["codec"]))
-    load_checkpoint(run_dir / "codec" / "final", {"codec": codec})
-    model = rebuild_generator(read_config(run_dir / "generator" / "final")["network"])
-    load_checkpoint(run_dir / "generator" / "final", {"generator": model})
     saved = read_config_json(run_dir / "recipe.json")
+    codec_dir = finished_checkpoint(run_dir / "codec")
+    codec = ImageRVQVAE(build_from_config(codec_dir, "codec", ImageCodecConfig))
+    load_checkpoint(codec_dir, {"codec": codec})
+    generator_dir = finished_checkpoint(run_dir / "generator")
+    model = build_from_config(generator_dir, "network", lambda **fields: rebuild_generator(fields))
+    load_checkpoint(generator_dir, {"generator": model})
     sampler = {k: v for k, v in saved["sampler"].items() if k != "schedule"}
-    config = evolve(
-        PRESETS["demo"],
-        generator=saved.get("generator", "resgen"),
-        guidance_scale=saved["guidance_scale"],
-        sampler=SamplerConfig(**sampler),
-    )
+    try:
+        config = evolve(
+            PRESETS["demo"],
+            generator=saved.get("generator", "resgen"),
+            guidance_scale=saved["guidance_scale"],
+            sampler=SamplerConfig(**sampler),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{run_dir / 'recipe.json'} is not usable: {error!r}") from error
     return codec.to(device).eval(), model.to(device).eval(), config
 
 

@@ -3,33 +3,37 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from einops import rearrange
 from PIL import Image, ImageDraw
 
+from resgen.files import atomic_write, check_output_file
 from resgen.typing import Images
 
-__all__ = ["save_image_grid", "save_loss_plot"]
+__all__ = ["WRITABLE_IMAGE_SUFFIXES", "save_image_grid", "save_loss_plot"]
+
+WRITABLE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+"""The file types a picture can be saved as; the suffix picks the format."""
 
 _COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 
 
 def _save_atomic(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
-        image.save(handle, format="PNG")
-    os.replace(handle.name, path)
+    """Save ``image`` in the format its suffix names (whole or not at all)."""
+    check_output_file(path, WRITABLE_IMAGE_SUFFIXES)
+    Image.init()
+    image_format = Image.registered_extensions()[path.suffix.lower()]
+    atomic_write(path, lambda tmp: image.save(tmp, format=image_format))
 
 
 def save_image_grid(images: Images, path: str | Path, *, rows: int, scale: int = 2) -> None:
-    """Save ``images`` ``[n, channels, h, w]`` in ``[-1, 1]`` as a PNG grid of ``rows`` rows.
+    """Save ``images`` ``[n, channels, h, w]`` in ``[-1, 1]`` as a grid of ``rows`` rows.
 
     Images fill the grid row by row; ``n`` must be a multiple of ``rows``. Each pixel becomes a
-    ``scale x scale`` block so small images stay visible.
+    ``scale x scale`` block so small images stay visible. The file's suffix picks its format
+    (:data:`WRITABLE_IMAGE_SUFFIXES`: PNG, JPEG, WebP, BMP or TIFF).
     """
     n = images.shape[0]
     if rows < 1 or n % rows:

@@ -1,14 +1,20 @@
 """A small resumable training loop shared by every stage of every recipe.
 
 Each stage owns a folder: periodic checkpoints go to ``latest/`` and the finished weights to
-``final/``. Re-running a stage whose ``final/`` exists only loads it; one with a ``latest/`` resumes
-from its step. Batches are drawn from a generator seeded by ``(seed, step)``, so a resumed run sees
-the same batches as an uninterrupted one.
+``final/`` (``latest/`` is removed once ``final/`` is in place). Re-running a stage whose
+``final/`` exists only loads it; one with a ``latest/`` resumes from its step. Batches are drawn
+from a generator seeded by ``(seed, step)``, so a resumed run sees the same batches as an
+uninterrupted one. Random draws from the global generators (dropout layers, condition dropout,
+codebook restarts) continue where they stopped too: each checkpoint holds the global torch
+generators' states (:func:`rng_state`), restored when a stage resumes from ``latest/`` or loads
+its ``final/``, so a resumed run ends with exactly the weights of an uninterrupted one. Only one
+process may write a run folder at a time (:func:`~resgen.recipes.run_lock.lock_run_folder`).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -21,7 +27,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.recipes.averaging import WeightAverage
-from resgen.recipes.checkpoint import load_checkpoint, save_checkpoint
+from resgen.recipes.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    recover_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
     "StageSpec",
@@ -30,7 +42,9 @@ __all__ = [
     "batch_generator",
     "cosine_lr",
     "resolve_device",
+    "rng_state",
     "run_stage",
+    "set_rng_state",
 ]
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -150,6 +164,22 @@ def batch_generator(seed: int, step: int, device: str | torch.device = "cpu") ->
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
 
 
+def rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The global torch generators' states (uint8 tensors): the CPU's and, training on CUDA,
+    that device's. Dropout layers and anything else drawing without a ``generator`` use them."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned (a CUDA state only when training on CUDA)."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _to_cpu(value: Any) -> Any:
     """``value`` with every tensor inside (dicts, lists, tuples) moved to the CPU."""
     if isinstance(value, Tensor):
@@ -159,6 +189,29 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(v) for v in value)
     return value
+
+
+def _progress(
+    state: dict[str, Any], folder: Path
+) -> tuple[int, list[tuple[int, float]], float, list[tuple[int, float]]]:
+    """``(step, history, seconds, validation)`` of a checkpoint's training state, checked."""
+    try:
+        return (
+            int(state.get("step", 0)),
+            [(int(s), float(v)) for s, v in state.get("history", [])],
+            float(state.get("seconds", 0.0)),
+            [(int(s), float(v)) for s, v in state.get("validation", [])],
+        )
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the training state in {folder} is corrupt: {error}") from error
+
+
+def _restore(folder: Path, restore: Callable[[], object]) -> None:
+    """Run ``restore`` (a ``load_state_dict``); a state that does not fit is a corrupt file."""
+    try:
+        restore()
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        raise CheckpointError(f"the training state in {folder} does not fit: {error!r}") from error
 
 
 def cosine_lr(step: int, spec: StageSpec) -> float:
@@ -209,36 +262,35 @@ def run_stage(
     for module in modules.values():
         module.to(device)
     final, latest = folder / "final", folder / "latest"
-    if (final / "config.json").is_file():
-        state = load_checkpoint(final, modules, config) or {}
+    for checkpoint in (final, latest):  # what a killed write left (the caller holds the lock)
+        recover_checkpoint(checkpoint)
+    if resolve_checkpoint(final) is not None:
+        state = load_checkpoint(final, modules, config, training_state=True) or {}
+        _, history, seconds, validation = _progress(state, final)
+        if "rng" in state:  # what follows draws as it would after training this stage
+            _restore(final, lambda: set_rng_state(state["rng"], device))
+        shutil.rmtree(latest, ignore_errors=True)
         for module in modules.values():
             module.eval()
-        return StageResult(
-            history=state.get("history", []),
-            seconds=state.get("seconds", 0.0),
-            validation=state.get("validation", []),
-        )
+        return StageResult(history=history, seconds=seconds, validation=validation)
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
     start, history, seconds, validation = 0, [], 0.0, []
-    if (latest / "config.json").is_file():
-        state = load_checkpoint(latest, modules, config) or {}
+    if resolve_checkpoint(latest) is not None:
+        state = load_checkpoint(latest, modules, config, training_state=True) or {}
+        start, history, seconds, validation = _progress(state, latest)
+        if "rng" in state:
+            _restore(latest, lambda: set_rng_state(state["rng"], device))
         if "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])
+            _restore(latest, lambda: optimizer.load_state_dict(state["optimizer"]))
         if average is not None:
             if "average" not in state:
                 raise ValueError(
                     f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
                     "resume with the settings it was started with, or delete it"
                 )
-            average.load_state_dict(state["average"])
-        start, history, seconds, validation = (
-            state.get("step", 0),
-            state.get("history", []),
-            state.get("seconds", 0.0),
-            state.get("validation", []),
-        )
+            _restore(latest, lambda: average.load_state_dict(state["average"]))
 
     def run_validation(step: int) -> float:
         """Validate at ``step``; returns the seconds it took (not training time)."""
@@ -264,6 +316,7 @@ def run_stage(
             "history": history,
             "seconds": seconds,
             "validation": validation,
+            "rng": rng_state(device),
         }
         if average is not None:
             state["average"] = average.state_dict()
@@ -301,8 +354,17 @@ def run_stage(
         average.apply()
     run_validation(spec.steps)
     save_checkpoint(
-        final, modules, config, {"history": history, "seconds": seconds, "validation": validation}
+        final,
+        modules,
+        config,
+        {
+            "history": history,
+            "seconds": seconds,
+            "validation": validation,
+            "rng": rng_state(device),
+        },
     )
+    shutil.rmtree(latest, ignore_errors=True)  # final/ is what every reader uses from now on
     for module in modules.values():
         module.eval()
     return StageResult(history=history, seconds=seconds, validation=validation)

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 from attrs import asdict, field, frozen, validators
 
+from resgen.files import atomic_write
+
 __all__ = [
     "SentenceGrammar",
     "Voice",
@@ -664,12 +666,7 @@ class ManifestRecord:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
-    ) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_manifest(records: Sequence[ManifestRecord], path: str | Path) -> Path:

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 from attrs import frozen
 from jaxtyping import Float, Int
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.eval.audio_io import load_audio
 from resgen.networks.tts_transformer import spread_text
+from resgen.recipes.checkpoint import save_tensors
 from resgen.recipes.tts_alignment import SpokenText
 from resgen.recipes.tts_config import TTSSynthConfig
 from resgen.recipes.tts_corpus import ManifestRecord
@@ -253,7 +254,5 @@ def tokenize(
         for record, mel in zip(tqdm(records, desc="tokens"), mels, strict=True):
             tokens, _ = codec.encode(mel[None])
             cached[record.id] = tokens[0].to(torch.int16).contiguous()
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(cached, str(tmp))
-        tmp.replace(path)
+        save_tensors(cached, path)
     return [Utterance(r, cached[r.id].long(), texts[r.id]) for r in records if r.id in texts]

@@ -64,8 +64,16 @@ from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.networks.tts_transformer import TextToSpeechTransformer, TTSTransformerConfig
-from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
+from resgen.recipes.checkpoint import (
+    CheckpointError,
+    build_from_config,
+    finished_checkpoint,
+    load_checkpoint,
+    read_json,
+    write_json,
+)
 from resgen.recipes.plots import save_loss_plot
+from resgen.recipes.run_lock import check_run_folder, lock_run_folder
 from resgen.recipes.tts_aligner import (
     DurationFrontEnd,
     align_all,
@@ -189,13 +197,24 @@ def run(
         config: a :class:`TTSSynthConfig` (default: the ``demo`` preset).
         data_dir: an existing corpus folder of the same corpus preset to reuse (default:
             ``out_dir/corpus``, built when missing).
+
+    Raises:
+        ValueError: ``out_dir`` holds a run with another configuration.
+        RunFolderInUseError: another process is writing ``out_dir``.
     """
     config = config or PRESETS["demo"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_run_folder(out_dir)
+    if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise NotADirectoryError(f"--data-dir {data_dir} is a file, not a corpus folder")
+    with lock_run_folder(out):
+        return _run(out, config, data_dir)
+
+
+def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict[str, Any]:
+    """:func:`run` once the run folder is locked."""
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
-        if json.loads((out / "recipe.json").read_text()) != config_dict:
+        if read_json(out / "recipe.json", "recipe configuration") != config_dict:
             raise ValueError(
                 f"{out} holds a run with another configuration; use a new --out folder"
             )
@@ -350,20 +369,30 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
                 f"{run_dir} is not a finished tts-synth run ({needed} is missing); "
                 "train one with `resgen train tts-synth`"
             )
-    saved = read_config(run_dir / "codec" / "final")["codec"]
-    codec = MelRVQVAE(MelCodecConfig.from_dict(saved))
-    load_checkpoint(run_dir / "codec" / "final", {"codec": codec})
-    net = TTSTransformerConfig(**read_config(run_dir / "resgen" / "final")["network"])
-    model = TextToSpeechTransformer(net)
-    load_checkpoint(run_dir / "resgen" / "final", {"resgen": model})
+    recipe = read_json(run_dir / "recipe.json", "recipe configuration")
+    if not isinstance(recipe, dict) or "vocoder_iterations" not in recipe:
+        raise CheckpointError(
+            f"{run_dir / 'recipe.json'} is not the configuration of a tts-synth run"
+        )
+    codec_dir = finished_checkpoint(run_dir / "codec")
+    codec = MelRVQVAE(
+        build_from_config(codec_dir, "codec", lambda **c: MelCodecConfig.from_dict(c))
+    )
+    load_checkpoint(codec_dir, {"codec": codec})
+    resgen_dir = finished_checkpoint(run_dir / "resgen")
+    model = TextToSpeechTransformer(build_from_config(resgen_dir, "network", TTSTransformerConfig))
+    load_checkpoint(resgen_dir, {"resgen": model})
     vocabulary = PhonemeVocabulary.load(run_dir / "phonemes.json")
-    recipe = json.loads((run_dir / "recipe.json").read_text())
     alignment = recipe.get("text_alignment", "uniform")
     duration = None
     if (run_dir / "duration.json").is_file():
-        cost = json.loads((run_dir / "duration.json").read_text())["cost"]
+        saved = read_json(run_dir / "duration.json", "duration model")
+        try:
+            cost = torch.tensor(saved["cost"], dtype=torch.float64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{run_dir / 'duration.json'} is corrupt: {error!r}") from error
         duration = PhonemeDurationModel(len(cost))
-        duration.cost.copy_(torch.tensor(cost, dtype=torch.float64))
+        duration.cost.copy_(cost)
     front_end: TextFrontEnd = PhonemeFrontEnd(PhonemeTokenizer(vocabulary))
     aligner = None
     if alignment == "synthesizer":
@@ -373,27 +402,38 @@ def load_trained(run_dir: str | Path) -> TrainedTTS:
             raise FileNotFoundError(
                 f"{run_dir}: a learned-alignment run needs aligner/final and duration.json"
             )
-        settings = read_config(run_dir / "aligner" / "final")["aligner"]
-        aligner = PhonemeAligner(
-            len(vocabulary), codec.config.mel.n_mels, settings["width"], settings["layers"]
+        aligner_dir = finished_checkpoint(run_dir / "aligner")
+        aligner = build_from_config(
+            aligner_dir,
+            "aligner",
+            lambda width, layers, **_: PhonemeAligner(
+                len(vocabulary), codec.config.mel.n_mels, width, layers
+            ),
         )
-        load_checkpoint(run_dir / "aligner" / "final", {"aligner": aligner})
+        load_checkpoint(aligner_dir, {"aligner": aligner})
         aligner.eval()
         timing: PhonemeTiming = duration
         if recipe.get("timing", "table") == "predictor":
             if not (run_dir / "timing" / "final").exists():
                 raise FileNotFoundError(f"{run_dir}: a timing='predictor' run needs timing/final")
-            settings = read_config(run_dir / "timing" / "final")["duration_predictor"]
-            timing = PhonemeDurationPredictor(len(vocabulary), **settings)
-            load_checkpoint(run_dir / "timing" / "final", {"predictor": timing})
+            timing_dir = finished_checkpoint(run_dir / "timing")
+            timing = build_from_config(
+                timing_dir,
+                "duration_predictor",
+                lambda **settings: PhonemeDurationPredictor(len(vocabulary), **settings),
+            )
+            load_checkpoint(timing_dir, {"predictor": timing})
             timing.eval()
         front_end = DurationFrontEnd(SynthesizerFrontEnd(vocabulary), timing)
-    sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
-    config = TTSSynthConfig(
-        corpus=recipe["corpus"],
-        sampler=SamplerConfig(**sampler),
-        guidance_scale=recipe["guidance_scale"],
-        vocoder_iterations=recipe["vocoder_iterations"],
-        text_alignment=alignment,
-    )
+    try:
+        sampler = {k: v for k, v in recipe["sampler"].items() if k != "schedule"}
+        config = TTSSynthConfig(
+            corpus=recipe["corpus"],
+            sampler=SamplerConfig(**sampler),
+            guidance_scale=recipe["guidance_scale"],
+            vocoder_iterations=recipe["vocoder_iterations"],
+            text_alignment=alignment,
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{run_dir / 'recipe.json'} is not usable: {error!r}") from error
     return TrainedTTS(codec.eval(), model.eval(), front_end, duration, config, aligner)

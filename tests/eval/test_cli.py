@@ -71,7 +71,7 @@ def test_fid_command_rejects_mismatched_stats(tmp_path) -> None:
 
     FeatureStats.from_features(np.random.rand(5, 3), extractor="other").save(tmp_path / "s.npz")
     args = parse(["eval", "fid", "--real", str(tmp_path / "s.npz"), "--fake", str(tmp_path)])
-    with pytest.raises(SystemExit, match="other"):
+    with pytest.raises(ValueError, match="other"):
         args.func(args)
 
 
@@ -142,7 +142,7 @@ def test_fid_command_with_fashion_classifier(tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["fid"] == pytest.approx(0.0, abs=1e-6) and out["real_count"] == 20
     args = parse(["eval", "fid", "--real", "a", "--fake", "b", "--features", "fashion"])
-    with pytest.raises(SystemExit, match="--classifier"):
+    with pytest.raises(ValueError, match="--classifier"):
         args.func(args)
 
 

@@ -19,6 +19,7 @@ from resgen.cli import main
 from resgen.eval.classifier import FashionClassifier, class_accuracy
 from resgen.eval.features import ClassifierFeatures
 from resgen.quantizers import kmeans, sample_depth_cutoffs
+from resgen.recipes.checkpoint import load_checkpoint
 from resgen.recipes.image_fashion import (
     PRESETS,
     generate_images,
@@ -158,7 +159,7 @@ def test_stage_trained_on_cuda_resumes_on_the_cpu(tmp_path: Path) -> None:
     gpu = nn.Linear(3, 1)
     with pytest.raises(KeyboardInterrupt):
         run_stage("s", tmp_path, {"m": gpu}, spec, loss_fn_for(gpu, 15), {}, device="cuda")
-    state = torch.load(tmp_path / "latest" / "state.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "latest", {"m": nn.Linear(3, 1)}, training_state=True)
     moments = state["optimizer"]["state"][0]["exp_avg"]
     assert moments.device.type == "cpu"
     cpu = nn.Linear(3, 1)

@@ -6,6 +6,8 @@ Fashion-MNIST must be installed (``make test`` does it): a missing data set fail
 from __future__ import annotations
 
 import json
+import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -106,6 +108,7 @@ def test_missing_data_names_the_package(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert status == 2
     assert "dataset-fashion-mnist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # the data are checked before the folder is made
 
 
 def test_unknown_recipe_and_preset(capsys: pytest.CaptureFixture) -> None:
@@ -118,3 +121,75 @@ def test_unknown_recipe_and_preset(capsys: pytest.CaptureFixture) -> None:
 def test_recipes_listing(capsys: pytest.CaptureFixture) -> None:
     assert main(["recipes"]) == 0
     assert "image-fashion" in capsys.readouterr().out
+
+
+STAGES = ("codec", "classifier", "generator")
+
+
+def test_a_run_killed_in_each_stage_ends_with_the_same_weights(
+    smoke_run: tuple[Path, float], tmp_path: Path, kill_each_stage: list[str]
+) -> None:
+    out = tmp_path / "run"
+    train = ["train", "image-fashion", "--preset", "smoke", "--out", str(out)]
+    kills = 0
+    while (status := main(train)) == 130:  # killed: re-run the same command
+        kills += 1
+    assert status == 0 and kills == 3 and kill_each_stage == list(STAGES)
+    reference, _ = smoke_run
+    for stage in STAGES:
+        weights = f"{stage}/final/{stage}.safetensors"
+        assert (out / weights).read_bytes() == (reference / weights).read_bytes(), stage
+    ours, theirs = (json.loads((d / "metrics.json").read_text()) for d in (out, reference))
+    for key in ("generator_final_loss", "class_accuracy", "fid_fashion_classifier"):
+        assert ours[key] == theirs[key], key
+
+
+class Payload:
+    """Unpickling this creates ``path``: the stand-in for a hostile command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (str(self.path), "w"))
+
+
+def test_a_hostile_run_folder_runs_no_code(
+    smoke_run: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps({"step": 1, "history": [Payload(marker)]})
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run)
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(4):
+        Image.new("L", (28, 28), 40 * i).save(real / f"{i}.png")
+    grid = tmp_path / "grid.png"
+    commands = {
+        "sample": ["sample", "--checkpoint", str(run), "--classes", "1", "--per-class", "2",
+                   "--out", str(grid)],
+        "eval": ["eval", "fid", "--features", "fashion", "--classifier", str(run), "--real",
+                 str(real), "--fake", str(real), "--no-progress"],
+    }  # fmt: skip
+    # Every file that is not weights holds a payload, one at a time: no command runs it (a
+    # file a command reads is refused with one line; one it does not read changes nothing).
+    files = [p for p in run.rglob("*") if p.is_file() and p.suffix != ".safetensors"]
+    assert len(files) >= 8
+    for path in files:
+        original = path.read_bytes()
+        path.write_bytes(payload)
+        for name, command in commands.items():
+            status = main(command)
+            err = capsys.readouterr().err.strip()
+            assert not marker.exists(), (path, name)
+            assert status == 0 or (status == 2 and len(err.splitlines()) == 1), (path, err)
+        path.write_bytes(original)
+    # The old state file name in every checkpoint: sampling, evaluation and a re-run of train
+    # (which loads every finished stage) succeed without reading it.
+    for folder in run.glob("*/final"):
+        (folder / "state.pt").write_bytes(payload)
+    for command in commands.values():
+        assert main(command) == 0
+    assert main(["train", "image-fashion", "--preset", "smoke", "--out", str(run)]) == 0
+    assert not marker.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import pickle
 import shutil
 import time
 import wave
@@ -286,3 +287,82 @@ def test_training_batches_hold_one_kind_of_example() -> None:
         assert batch.padding.shape[1] == lengths.pop()
         kinds.add(batch.padding.shape[1])
     assert kinds == {10, 20}
+
+
+TRAINED_STAGES = ("codec", "aligner", "timing", "resgen", "ar")
+
+
+class _StopBeforeEvaluation(Exception):
+    """Ends a run once every stage is trained (the comparison needs only the weights)."""
+
+
+def test_a_run_killed_in_each_stage_ends_with_the_same_weights(
+    smoke_run: tuple[Path, dict, float],
+    tmp_path: Path,
+    kill_each_stage: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference, _, _ = smoke_run
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _StopBeforeEvaluation
+
+    monkeypatch.setattr("resgen.recipes.tts_synth.evaluate", stop)
+    out = tmp_path / "run"
+    kills = 0
+    while True:
+        try:  # the same corpus as the reference run, not synthesised again
+            run(out, PRESETS["smoke"], data_dir=reference / "corpus")
+        except KeyboardInterrupt:  # killed: run it again
+            kills += 1
+            continue
+        except _StopBeforeEvaluation:
+            break
+    assert kills == len(TRAINED_STAGES) and kill_each_stage == list(TRAINED_STAGES)
+    for stage in TRAINED_STAGES:
+        weights = next((reference / stage / "final").glob("*.safetensors")).name
+        ours, theirs = (d / stage / "final" / weights for d in (out, reference))
+        assert ours.read_bytes() == theirs.read_bytes(), stage
+    assert (out / "tokens.safetensors").read_bytes() == (
+        reference / "tokens.safetensors"
+    ).read_bytes()
+
+
+class _Payload:
+    """Unpickling this creates ``path``: the stand-in for a hostile command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (str(self.path), "w"))
+
+
+def test_a_hostile_run_folder_speaks_without_running_code(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps({"step": 1, "history": [_Payload(marker)]})
+    out, _, _ = smoke_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir, ignore=shutil.ignore_patterns("corpus"))
+    args, _, _ = _speak(run_dir, tmp_path)
+    command = [*args, "--text", "Hello."]
+    # every checkpoint and run file that is not weights or audio, one at a time
+    files = [
+        p
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.suffix not in (".safetensors", ".wav") and "samples" not in p.parts
+    ]
+    assert len(files) >= 12
+    for path in files:
+        original = path.read_bytes()
+        path.write_bytes(payload)
+        status = main(command)
+        err = capsys.readouterr().err.strip()
+        assert not marker.exists(), path
+        assert status == 0 or (status == 2 and len(err.splitlines()) == 1), (path, err)
+        path.write_bytes(original)
+    for folder in run_dir.glob("*/final"):  # the old state file's name, never read
+        (folder / "state.pt").write_bytes(payload)
+    assert main(command) == 0 and not marker.exists()
