@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 from attrs import evolve
 
+from resgen.data.fashion_mnist import load_fashion_mnist
 from resgen.diffusion.confidence import CONFIDENCE_RULES
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler
 from resgen.eval.classifier import class_accuracy
-from resgen.recipes.fashion_data import load_fashion_mnist
 from resgen.recipes.generators import GENERATOR_KINDS
 from resgen.recipes.image_fashion import (
     NUM_CLASSES,
@@ -39,7 +39,7 @@ from resgen.recipes.image_fashion import (
     run,
     train_classifier,
 )
-from resgen.recipes.trainer import resolve_device
+from resgen.training.trainer import resolve_device
 
 # Stages that do not depend on the generator: the first run at a depth trains them, the others
 # at that depth start from a copy (same configuration and seed, so the same result).

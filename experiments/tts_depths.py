@@ -25,7 +25,7 @@ Prints each figure and, last, one JSON line with all of them.
 
 Usage::
 
-    python benchmarks/tts_depths.py --run runs/tts-synth-demo --data-dir runs/tts-synth-demo/corpus
+    python experiments/tts_depths.py --run runs/tts-synth-demo --data-dir runs/tts-synth-demo/corpus
         [--split train] [--truncate 2,4,6,8] [--given 0,2,4,6]
 """
 
@@ -39,9 +39,10 @@ import torch
 from tts_probe import placed_texts
 
 from resgen.codecs.vocoder import GriffinLimVocoder
+from resgen.data.manifest import read_manifest
 from resgen.diffusion.sampler import ResGenSampler
-from resgen.recipes import tts_config, tts_data, tts_eval, tts_synth
-from resgen.recipes.tts_corpus import read_manifest
+from resgen.recipes import tts_synth, tts_synth_config
+from resgen.tts import batches, synthesis
 
 
 def _depths(text: str) -> list[int]:
@@ -49,20 +50,20 @@ def _depths(text: str) -> list[int]:
 
 
 def evaluation_pairs(
-    utterances: list[tts_data.Utterance], speakers: int, frame_rate: float
-) -> list[tuple[tts_data.Utterance, tts_data.Utterance]]:
+    utterances: list[batches.Utterance], speakers: int, frame_rate: float
+) -> list[tuple[batches.Utterance, batches.Utterance]]:
     """The evaluation's ``(prompt, target)`` pairs of ``speakers`` speakers spread evenly over
     the sorted speaker names (all of them when there are fewer)."""
     names = sorted({u.record.speaker for u in utterances})
     chosen = set(names[:: max(1, len(names) // speakers)][:speakers])
     kept = [u for u in utterances if u.record.speaker in chosen]
-    return tts_eval.choose_eval_items(kept, tts_config.PRESETS["demo"], frame_rate)
+    return tts_synth.choose_eval_items(kept, tts_synth_config.PRESETS["demo"], frame_rate)
 
 
 @torch.no_grad()
 def complete_depths(
     trained: tts_synth.TrainedTTS,
-    pairs: list[tuple[tts_data.Utterance, tts_data.Utterance]],
+    pairs: list[tuple[batches.Utterance, batches.Utterance]],
     given: int,
     seed: int,
 ) -> list[torch.Tensor]:
@@ -74,9 +75,9 @@ def complete_depths(
     out: list[torch.Tensor] = []
     for start in range(0, len(pairs), 8):
         part = pairs[start : start + 8]
-        batch = tts_data.pair_batch(part)
+        batch = batches.pair_batch(part)
         known = torch.where(batch.given, codec.depth, given).masked_fill(batch.padding, 0)
-        tokens = tts_eval.sample_batch(model, codec, sampler, batch, known, generator)
+        tokens = synthesis.sample_batch(model, codec, sampler, batch, known, generator)
         out += [
             tokens[i, len(p.tokens) : len(p.tokens) + len(t.tokens)]
             for i, (p, t) in enumerate(part)
@@ -107,7 +108,7 @@ def main() -> None:
     split = [r for r in records if r.split == args.split]
     texts = placed_texts(trained, run, corpus, split)
     # the run's token cache holds every utterance of the corpus: no mels needed
-    utterances = tts_data.tokenize(codec, records, [], texts, run / "tokens.safetensors")
+    utterances = batches.tokenize(codec, records, [], texts, run / "tokens.safetensors")
     pairs = evaluation_pairs(utterances, args.speakers, codec.frame_rate)
     refs = [t.record.text for _, t in pairs]
     print(

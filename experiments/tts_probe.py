@@ -30,7 +30,7 @@ Prints each figure and, last, one JSON line with all of them.
 
 Usage::
 
-    python benchmarks/tts_probe.py --run runs/tts-aligned --data-dir PATH/TO/corpus [--decode 12]
+    python experiments/tts_probe.py --run runs/tts-aligned --data-dir PATH/TO/corpus [--decode 12]
         [--regressor-steps 1000]
 """
 
@@ -47,17 +47,19 @@ from torch import Tensor, nn
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.phonemes import PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
+from resgen.data.manifest import ManifestRecord, read_manifest
+from resgen.data.speech_corpus.phone_alignments import corpus_alignments
 from resgen.diffusion.masking import split_embeddings
 from resgen.diffusion.mixture import MixtureParams, mixture_log_prob, mixture_mean
 from resgen.networks.frame_conv import FrameConvStack
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
-from resgen.recipes import tts_config, tts_data, tts_eval, tts_synth
-from resgen.recipes.tts_aligner import align_all, timed_text
-from resgen.recipes.tts_alignment import SpokenText, corpus_alignments, spoken_alignment
-from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
+from resgen.recipes import tts_synth, tts_synth_config
+from resgen.tts import batches as tts_batches
+from resgen.tts.front_ends import SpokenText, spoken_alignment
+from resgen.tts.timing import align_all, timed_text
 
 
-def frame_table(codec: MelRVQVAE, utterances: list[tts_data.Utterance]) -> tuple[Tensor, Tensor]:
+def frame_table(codec: MelRVQVAE, utterances: list[tts_batches.Utterance]) -> tuple[Tensor, Tensor]:
     """Phone id ``[frames]`` and cumulative embedding ``[frames, dim]`` of every frame."""
     labels = [u.text.ids[spread_text([u.segment], len(u.tokens))] for u in utterances]
     embeddings = [codec.quantizer.embed(u.tokens[None]).sum(-2)[0] for u in utterances]
@@ -84,13 +86,13 @@ FrameTable = dict[str, tuple[Tensor, Tensor]]
 """Utterance id -> its frame table (:func:`frame_table`), computed once."""
 
 
-def frame_tables(codec: MelRVQVAE, utterances: list[tts_data.Utterance]) -> FrameTable:
+def frame_tables(codec: MelRVQVAE, utterances: list[tts_batches.Utterance]) -> FrameTable:
     """Phone ids ``[frames]`` and cumulative embeddings ``[frames, dim]`` of each utterance."""
     return {u.record.id: frame_table(codec, [u]) for u in utterances}
 
 
 def regressor_batch(
-    tables: FrameTable, pairs: list[tuple[tts_data.Utterance, tts_data.Utterance]]
+    tables: FrameTable, pairs: list[tuple[tts_batches.Utterance, tts_batches.Utterance]]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(phones [b, l], padding [b, l], speaker [b, dim], target [b, l, dim])`` of
     ``(prompt, target)`` pairs; ``tables`` holds every utterance's frame table."""
@@ -107,12 +109,12 @@ def regressor_batch(
 
 
 def train_regressor(
-    tables: FrameTable, train: list[tts_data.Utterance], phones: int, dim: int, steps: int
+    tables: FrameTable, train: list[tts_batches.Utterance], phones: int, dim: int, steps: int
 ) -> FrameRegressor:
     """Fit a :class:`FrameRegressor` on ``(other utterance of the speaker, utterance)`` pairs."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    by_speaker: dict[str, list[tts_data.Utterance]] = {}
+    by_speaker: dict[str, list[tts_batches.Utterance]] = {}
     for u in train:
         by_speaker.setdefault(u.record.speaker, []).append(u)
     regressor = FrameRegressor(phones, dim)
@@ -145,7 +147,7 @@ def gaussian_nll(mean: Tensor, var: Tensor, x: Tensor) -> float:
 def full_mask_mixture(
     model: TextToSpeechTransformer,
     codec: MelRVQVAE,
-    batch: tts_data.TTSBatch,
+    batch: tts_batches.TTSBatch,
     other_text: bool = False,
 ) -> tuple[MixtureParams, Tensor, Tensor]:
     """The network's mixture at every position when every target depth is masked (the prompt
@@ -166,7 +168,7 @@ def full_mask_mixture(
 def full_mask_nll(
     model: TextToSpeechTransformer,
     codec: MelRVQVAE,
-    batch: tts_data.TTSBatch,
+    batch: tts_batches.TTSBatch,
     other_text: bool = False,
 ) -> float:
     """Exact mixture NLL per dimension of every target position with all depths masked."""
@@ -201,7 +203,7 @@ def aligner_frames(
     if trained.aligner is None:
         raise SystemExit("the run has no learned aligner (it is not a --preset demo run)")
     timed = [r for r in records if r.id in texts]
-    mels = tts_data.load_mels(trained.codec, timed, corpus)
+    mels = tts_batches.load_mels(trained.codec, timed, corpus)
     frames = align_all(trained.aligner, [texts[r.id].ids for r in timed], mels)
     return {r.id: f for r, f in zip(timed, frames)}
 
@@ -223,7 +225,7 @@ def main() -> None:
     if not (run / "tokens.safetensors").is_file():
         raise SystemExit(f"{run} has no tokens.safetensors: is it a finished run?")
     # the run's token cache holds every utterance: no mels needed
-    utterances = tts_data.tokenize(codec, records, [], texts, run / "tokens.safetensors")
+    utterances = tts_batches.tokenize(codec, records, [], texts, run / "tokens.safetensors")
     train = [u for u in utterances if u.record.split == "train"]
     test = [u for u in utterances if u.record.split == "test"]
     results: dict[str, float] = {}
@@ -246,9 +248,23 @@ def main() -> None:
         )
 
         max_length = model.config.length
-        config = tts_config.PRESETS["demo"]
-        held = tts_data.held_out_batches(config, test, max_length)
-        seen = tts_data.held_out_batches(config, train, max_length)
+        config = tts_synth_config.PRESETS["demo"]
+        held = tts_batches.held_out_batches(
+            test,
+            config.generator_stage.batch_size,
+            config.pair_prob,
+            config.prompt_fraction,
+            max_length,
+            config.seed,
+        )
+        seen = tts_batches.held_out_batches(
+            train,
+            config.generator_stage.batch_size,
+            config.pair_prob,
+            config.prompt_fraction,
+            max_length,
+            config.seed,
+        )
         for name, batches, other in (
             ("network_nll_held_out", held, False),
             ("network_nll_held_out_other_text", held, True),
@@ -258,8 +274,8 @@ def main() -> None:
                 batches
             )
         # the network's mean on the evaluation's (prompt, target) pairs, as the regressor below
-        pairs = tts_eval.choose_eval_items(test, config, codec.frame_rate)
-        mixture, target, scored = full_mask_mixture(model, codec, tts_data.pair_batch(pairs))
+        pairs = tts_synth.choose_eval_items(test, config, codec.frame_rate)
+        mixture, target, scored = full_mask_mixture(model, codec, tts_batches.pair_batch(pairs))
         network_mean = mixture_mean(mixture)
         results["network_mean_r2"] = r_squared(network_mean[scored], target[scored])
         network_tokens = [

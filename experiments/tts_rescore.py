@@ -8,7 +8,7 @@ errors. With ``--beam-sizes 1`` it reproduces the run's ``metrics.json``.
 
 Usage::
 
-    python benchmarks/tts_rescore.py --run runs/tts-synth-demo [--beam-sizes 1,5]
+    python experiments/tts_rescore.py --run runs/tts-synth-demo [--beam-sizes 1,5]
         [--rows truth,vocoded,resynth,resgen,ar]
 """
 
@@ -18,8 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from resgen.data.audio_io import load_audio
 from resgen.eval.asr import WhisperRecognizer
-from resgen.eval.audio_io import load_audio
 from resgen.eval.text import character_error_rate, word_error_rate
 
 

@@ -24,7 +24,7 @@ Prints each figure and, last, one JSON line with all of them.
 
 Usage::
 
-    python benchmarks/tts_timing.py --run runs/tts-demo --data-dir runs/tts-demo/corpus
+    python experiments/tts_timing.py --run runs/tts-demo --data-dir runs/tts-demo/corpus
         [--eval-per-speaker 24] [--timings table,predictor,synthesizer,synthesizer-true-length]
         [--predictor-seeds 3,4]
 """
@@ -42,23 +42,25 @@ from tts_probe import aligner_frames
 
 from resgen.codecs.phonemes import PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
+from resgen.data.audio_io import load_audio, write_wav
+from resgen.data.manifest import read_manifest
+from resgen.data.speech_corpus.phone_alignments import corpus_alignments
 from resgen.diffusion.sampler import ResGenSampler
-from resgen.eval.audio_io import load_audio, write_wav
 from resgen.networks.duration import PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
-from resgen.recipes import tts_config, tts_data, tts_eval, tts_synth
-from resgen.recipes.checkpoint import load_checkpoint, read_config
-from resgen.recipes.tts_aligner import timed_text, train_duration_predictor
-from resgen.recipes.tts_alignment import SpokenText, corpus_alignments, spoken_alignment
-from resgen.recipes.tts_corpus import read_manifest
+from resgen.recipes import tts_synth, tts_synth_config
+from resgen.training.checkpoint import load_checkpoint, read_config
+from resgen.tts import batches, synthesis
+from resgen.tts.front_ends import SpokenText, spoken_alignment
+from resgen.tts.timing import timed_text, train_duration_predictor
 
 TIMINGS = ("table", "predictor", "synthesizer", "synthesizer-true-length")
 
 
 def predictor_of(
     run: Path,
-    config: tts_config.TTSSynthConfig,
-    train: list[tts_data.Utterance],
+    config: tts_synth_config.TTSSynthConfig,
+    train: list[batches.Utterance],
     frames,
     table,
     seed: int,
@@ -125,7 +127,7 @@ def main() -> None:
     if not (run / "tokens.safetensors").is_file():
         raise SystemExit(f"{run} has no tokens.safetensors: is it a finished run?")
     codec, model, table = trained.codec, trained.model, trained.duration
-    config = evolve(tts_config.PRESETS["demo"], eval_per_speaker=args.eval_per_speaker)
+    config = evolve(tts_synth_config.PRESETS["demo"], eval_per_speaker=args.eval_per_speaker)
     records = read_manifest(corpus / "manifest.jsonl")
     vocabulary = PhonemeVocabulary.load(run / "phonemes.json")
     synthesized = {
@@ -134,10 +136,10 @@ def main() -> None:
     # the synthesisers' phones, as the run's aligner reads each recording (the recipe's texts)
     frames = aligner_frames(trained, corpus, records, synthesized)
     texts = {k: timed_text(synthesized[k].ids, f) for k, f in frames.items()}
-    utterances = tts_data.tokenize(codec, records, [], texts, run / "tokens.safetensors")
+    utterances = batches.tokenize(codec, records, [], texts, run / "tokens.safetensors")
     train = [u for u in utterances if u.record.split == "train"]
     test = [u for u in utterances if u.record.split == "test"]
-    pairs = tts_eval.choose_eval_items(test, config, codec.frame_rate)
+    pairs = tts_synth.choose_eval_items(test, config, codec.frame_rate)
     print(f"{len(pairs)} held-out targets of {len({t.record.speaker for _, t in pairs})} speakers")
 
     results: dict[str, float] = {}
@@ -162,14 +164,14 @@ def main() -> None:
     vocoder = GriffinLimVocoder(
         codec.config.mel, iterations=config.vocoder_iterations, seed=config.seed
     )
-    recipe_per_speaker = tts_config.PRESETS["demo"].eval_per_speaker
+    recipe_per_speaker = tts_synth_config.PRESETS["demo"].eval_per_speaker
     seen: dict[str, int] = {}
     rank = []  # each target's place among its speaker's targets
     for _, t in pairs:
         rank.append(seen.get(t.record.speaker, 0))
         seen[t.record.speaker] = rank[-1] + 1
     model_lengths = [
-        tts_eval.predict_frames(p.text, len(p.tokens), t.text, table) for p, t in pairs
+        synthesis.predict_frames(p.text, len(p.tokens), t.text, table) for p, t in pairs
     ]
     for name in spoken:
         timing = timers.get(name)
@@ -186,7 +188,7 @@ def main() -> None:
         with torch.no_grad():
             for start in range(0, len(pairs), 8):
                 part = slice(start, start + 8)
-                tokens = tts_eval.generate_resgen(
+                tokens = synthesis.generate_resgen(
                     model,
                     codec,
                     sampler,
@@ -198,7 +200,7 @@ def main() -> None:
                 for k, each in enumerate(tokens):
                     # scored as written (16-bit), like the recipe's rows
                     path = run / "timing_benchmark" / name / f"{start + k}.wav"
-                    write_wav(path, tts_eval.waveform(codec, each, vocoder), codec.sample_rate)
+                    write_wav(path, synthesis.waveform(codec, each, vocoder), codec.sample_rate)
                     hyps.append(asr.transcribe(load_audio(path)[0], codec.sample_rate))
         results[f"{name}_wer"] = word_error_rate(refs, hyps)
         results[f"{name}_cer"] = character_error_rate(refs, hyps)

@@ -15,7 +15,7 @@ CPU in one process (ResGen's with its scheduled-sampling guess, as the recipe tr
 The last line is JSON with the seconds per step and the ratios ``*_bfloat16_speedup``,
 ``*_one_kind_speedup`` and ``ar_padding_skip_speedup``.
 
-    python benchmarks/tts_training_step.py [--steps 8]
+    python experiments/tts_training_step.py [--steps 8]
 
 bfloat16 pays off on CPUs with AVX-512 BF16 or AMX, and on GPUs; elsewhere it can be slower.
 """
@@ -41,10 +41,10 @@ from resgen.networks.tts_transformer import (
     TTSTransformerConfig,
     spread_text,
 )
-from resgen.recipes.trainer import autocast
-from resgen.recipes.tts_config import PRESETS
-from resgen.recipes.tts_data import TTSBatch
-from resgen.recipes.tts_training import full_mask_guess, prompted_resgen_loss
+from resgen.recipes.tts_synth_config import PRESETS
+from resgen.training.trainer import autocast
+from resgen.tts.batches import TTSBatch
+from resgen.tts.objectives import full_mask_guess, prompted_resgen_loss
 
 VOCABULARY, LENGTH, PHONEMES = 60, 400, 160
 

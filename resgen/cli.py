@@ -36,7 +36,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from resgen.recipes.trainer import resolve_device
+    from resgen.training.trainer import resolve_device
 
     takes_device = "device" in inspect.signature(module.run).parameters
     if args.device != "cpu" and not takes_device:
@@ -68,7 +68,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         load_trained,
         make_recipe_sampler,
     )
-    from resgen.recipes.plots import save_image_grid
+    from resgen.training.plots import save_image_grid
 
     try:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
@@ -91,11 +91,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_tts(args: argparse.Namespace) -> int:
     from attrs import evolve
 
+    from resgen.data.audio_io import load_audio, write_wav
     from resgen.diffusion.guidance import ClassifierFreeGuidance
     from resgen.diffusion.sampler import ResGenSampler
-    from resgen.eval.audio_io import load_audio, write_wav
-    from resgen.recipes.tts_eval import synthesize
     from resgen.recipes.tts_synth import load_trained
+    from resgen.tts.synthesis import synthesize
 
     trained = load_trained(args.checkpoint)
     codec, config = trained.codec, trained.config

@@ -7,8 +7,8 @@ The layout is LibriTTS's (``openslr.org/60``)::
                                       <speaker>_<chapter>_<paragraph>_<sentence>.original.txt
 
 :func:`load_libritts` lists the utterances (the normalised transcript is preferred, the original
-one is the fallback); :func:`write_libritts_manifest` writes the same ``manifest.jsonl`` format as
-the synthetic corpus (:mod:`resgen.recipes.tts_corpus`), so one training path reads both. The data
+one is the fallback); :func:`write_libritts_manifest` writes the same ``manifest.jsonl`` format
+(:mod:`resgen.data.manifest`) as the synthetic corpus, so one training path reads both. The data
 itself is not downloaded by the library: point ``root`` at a copy you have.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from attrs import field, frozen
 
-from resgen.recipes.tts_corpus import ManifestRecord, wav_info, write_manifest, write_splits
+from resgen.data.manifest import ManifestRecord, wav_info, write_manifest, write_splits
 
 __all__ = ["Utterance", "load_libritts", "write_libritts_manifest"]
 
@@ -129,7 +129,7 @@ def write_libritts_manifest(
 ) -> Path:
     """Write ``manifest.jsonl`` and ``splits.json`` for LibriTTS utterances.
 
-    The records have the synthetic corpus's format (:class:`~resgen.recipes.tts_corpus.
+    The records have the synthetic corpus's format (:class:`~resgen.data.speech_corpus.builder.
     ManifestRecord`): audio paths relative to ``out_dir``, phonemes from
     :class:`~resgen.codecs.phonemes.PhonemeTokenizer`, ``base_voice`` equal to the speaker.
 

@@ -153,6 +153,7 @@ def run_fid(args: argparse.Namespace) -> int:
     Returns:
         The exit status (0).
     """
+    from resgen.data.image_io import load_images
     from resgen.eval.features import (
         ClassifierFeatures,
         InceptionFeatures,
@@ -160,7 +161,6 @@ def run_fid(args: argparse.Namespace) -> int:
         to_unit_range,
     )
     from resgen.eval.frechet import FeatureStats, frechet_distance_from_features
-    from resgen.eval.image_io import load_images
     from resgen.eval.image_metrics import precision_recall
 
     start = time.perf_counter()
@@ -228,8 +228,8 @@ def run_wer(args: argparse.Namespace) -> int:
     """
     from tqdm.auto import tqdm
 
+    from resgen.data.audio_io import load_audio, match_audio_files, read_transcripts
     from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
-    from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
     from resgen.eval.text import character_error_rate, error_rate_interval, word_error_rate
 
     start = time.perf_counter()
@@ -274,7 +274,7 @@ def run_sim(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from resgen.eval.audio_io import list_audio, load_audio
+    from resgen.data.audio_io import list_audio, load_audio
     from resgen.eval.bootstrap import ratio_interval
     from resgen.eval.speaker import ResemblyzerEncoder, cosine_similarity
 

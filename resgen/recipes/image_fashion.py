@@ -33,14 +33,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
+from resgen.data.fashion_mnist import load_fashion_mnist
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.diffusion.token_sampler import TokenSampler
 from resgen.eval.classifier import FashionClassifier, class_accuracy, module_device
-from resgen.recipes.checkpoint import load_checkpoint, read_config, write_json
-from resgen.recipes.fashion_data import load_fashion_mnist
 from resgen.recipes.generators import (
     GENERATOR_KINDS,
     build_generator,
@@ -48,8 +47,9 @@ from resgen.recipes.generators import (
     make_sampler,
     rebuild_generator,
 )
-from resgen.recipes.plots import save_image_grid, save_loss_plot
-from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.checkpoint import load_checkpoint, read_config, write_json
+from resgen.training.plots import save_image_grid, save_loss_plot
+from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
 from resgen.typing import Images, Labels
 
 __all__ = [

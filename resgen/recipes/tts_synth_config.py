@@ -12,12 +12,12 @@ from typing import Any, Literal
 from attrs import evolve, field, fields, frozen, validators
 
 from resgen.codecs.mel_rvqvae import MelCodecConfig
+from resgen.data.speech_corpus.builder import CORPUS_PRESETS
 from resgen.diffusion.ar_sampler import ARSamplerConfig
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.sampler import SamplerConfig
 from resgen.networks.tts_transformer import TTSTransformerConfig
-from resgen.recipes.trainer import StageSpec
-from resgen.recipes.tts_corpus import CORPUS_PRESETS
+from resgen.training.trainer import StageSpec
 
 __all__ = ["TTSSynthConfig", "PRESETS", "PAPER_SCALE", "REFERENCE_ROWS"]
 
@@ -31,7 +31,7 @@ class TTSSynthConfig:
     """Everything the recipe needs; a preset is one of these.
 
     Attributes:
-        corpus: preset name of :data:`~resgen.recipes.tts_corpus.CORPUS_PRESETS`.
+        corpus: preset name of :data:`~resgen.data.speech_corpus.builder.CORPUS_PRESETS`.
         codec: the mel codec.
         codec_stage: its training schedule.
         codec_crop_frames: mel frames per training crop of the codec.
@@ -46,7 +46,7 @@ class TTSSynthConfig:
             ``frame_conv`` of the autoregressive baseline.
         generator_stage: training schedule of both generators (equal budget: the same steps,
             batches and precision; the demo trains in bfloat16 autocast, see
-            ``benchmarks/tts_training_step.py``).
+            ``experiments/tts_training_step.py``).
         scheduled_sampling: probability that a ResGen training batch reads its known depths
             from the network's own full-mask guess (:func:`full_mask_guess`) instead of the
             data's tokens, and learns to correct it. The sampler's later steps see such tokens;
@@ -56,11 +56,11 @@ class TTSSynthConfig:
         frame_text: also spread the text uniformly over the frames as an input of both
             generators (:func:`~resgen.networks.tts_transformer.spread_text`; not an aligner).
         text_alignment: ``"learned"`` (the demo: the synthesisers' phones placed by the
-            recipe's own aligner, :mod:`~resgen.recipes.tts_aligner`), ``"uniform"`` (gruut
+            recipe's own aligner, :mod:`~resgen.tts.timing`), ``"uniform"`` (gruut
             phonemes spread evenly when ``frame_text``: alignment is left to attention) or
             ``"synthesizer"`` (the synthesisers' phones placed where the synthesiser timed them,
-            :mod:`~resgen.recipes.tts_alignment`). Both phone-based settings leave out the
-            utterances of engines that do not report their phones (hibari-tts) and need
+            :mod:`~resgen.data.speech_corpus.phone_alignments`). Both phone-based settings leave
+            out the utterances of engines that do not report their phones (hibari-tts) and need
             ``frame_text``.
         aligner: ``width``, ``layers`` and ``flat_start`` (steps on even segmentation) of the
             learned aligner.

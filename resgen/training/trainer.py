@@ -20,8 +20,8 @@ from attrs import field, frozen, validators
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from resgen.recipes.averaging import WeightAverage
-from resgen.recipes.checkpoint import load_checkpoint, save_checkpoint
+from resgen.training.averaging import WeightAverage
+from resgen.training.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "StageSpec",
@@ -55,7 +55,7 @@ class StageSpec:
             steps: 1.1-1.25 times on a 2-core AVX-512 BF16 CPU). Weights, optimizer state and
             gradients stay in float32; heads that need it keep float32 themselves.
         ema_decay: decay of an exponential moving average of the weights
-            (:class:`~resgen.recipes.averaging.WeightAverage`); 0 keeps none. With one, the
+            (:class:`~resgen.training.averaging.WeightAverage`); 0 keeps none. With one, the
             validations and the ``final/`` weights are the average; ``latest/`` checkpoints hold
             both, so a stage resumes exactly.
     """

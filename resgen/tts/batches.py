@@ -1,4 +1,4 @@
-"""The ``tts-synth`` recipe's examples: tokenised utterances and padded prompt + target batches.
+"""TTS examples: tokenised utterances and padded prompt + target batches.
 
 **Training examples.** A training utterance's tokens with a given prefix: with probability
 ``pair_prob`` the prefix is another whole utterance of the same speaker, placed before it, and
@@ -20,11 +20,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
-from resgen.eval.audio_io import load_audio
+from resgen.data.audio_io import load_audio
+from resgen.data.manifest import ManifestRecord
 from resgen.networks.tts_transformer import spread_text
-from resgen.recipes.tts_alignment import SpokenText
-from resgen.recipes.tts_config import TTSSynthConfig
-from resgen.recipes.tts_corpus import ManifestRecord
+from resgen.tts.front_ends import SpokenText
 from resgen.typing import Padding, Tokens
 
 __all__ = [
@@ -136,26 +135,29 @@ def training_batch(
     utterances: list[Utterance],
     by_speaker: dict[str, list[int]],
     batch_size: int,
-    config: TTSSynthConfig,
+    pair_prob: float,
+    prompt_fraction: tuple[float, float],
     max_length: int,
     generator: torch.Generator,
 ) -> TTSBatch:
     """Draw a training batch (the module docstring describes the two kinds of example); its
-    examples are all of one kind, pairs with probability ``config.pair_prob``.
+    examples are all of one kind, pairs with probability ``pair_prob``.
 
     Args:
         utterances: the training utterances.
         by_speaker: speaker -> indices into ``utterances``.
         batch_size: examples.
-        config: the recipe configuration (``pair_prob``, ``prompt_fraction``).
+        pair_prob: probability that the batch is made of prompt + target pairs of one speaker.
+        prompt_fraction: ``(low, high)``: a single utterance's given prefix is a fraction of its
+            length drawn uniformly from this range.
         max_length: most positions of one example (longer pairs fall back to single examples).
         generator: source of randomness.
     """
-    low, high = config.prompt_fraction
+    low, high = prompt_fraction
     # One kind per batch, not per example: a batch mixing pairs (twice as long) with single
     # utterances is padded to its pairs' length. Each example is still a pair with probability
     # ``pair_prob``; on the demo corpus a row holds ~1/5 fewer padded positions.
-    pairs = float(torch.rand((), generator=generator)) < config.pair_prob
+    pairs = float(torch.rand((), generator=generator)) < pair_prob
     sequences, prompts, texts, segments = [], [], [], []
     for index in torch.randint(len(utterances), (batch_size,), generator=generator).tolist():
         target = utterances[index]
@@ -192,21 +194,29 @@ _HELD_OUT_BATCHES = 4
 
 
 def held_out_batches(
-    config: TTSSynthConfig, held_out: list[Utterance], max_length: int
+    held_out: list[Utterance],
+    batch_size: int,
+    pair_prob: float,
+    prompt_fraction: tuple[float, float],
+    max_length: int,
+    seed: int,
 ) -> list[TTSBatch]:
     """Fixed batches of held-out utterances, drawn like the training batches (prompt pairs of
-    one speaker, or a single utterance with a given prefix); empty without utterances."""
+    one speaker, or a single utterance with a given prefix; the arguments as for
+    :func:`training_batch`); batch ``i`` is drawn with the seed ``seed + 7 + i``, so the same
+    ``seed`` gives the same batches at every validation. Empty without utterances."""
     if not held_out:
         return []
-    speakers, size = by_speaker(held_out), config.generator_stage.batch_size
+    speakers = by_speaker(held_out)
     return [
         training_batch(
             held_out,
             speakers,
-            size,
-            config,
+            batch_size,
+            pair_prob,
+            prompt_fraction,
             max_length,
-            torch.Generator().manual_seed(config.seed + 7 + i),
+            torch.Generator().manual_seed(seed + 7 + i),
         )
         for i in range(_HELD_OUT_BATCHES)
     ]

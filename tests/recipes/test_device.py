@@ -26,7 +26,7 @@ from resgen.recipes.image_fashion import (
     make_recipe_sampler,
     run,
 )
-from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

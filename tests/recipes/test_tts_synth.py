@@ -20,20 +20,20 @@ import torch
 from attrs import evolve
 
 from resgen.cli import main
+from resgen.data.audio_io import load_audio
+from resgen.data.manifest import ManifestRecord, read_manifest
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.asr import WhisperRecognizer
-from resgen.eval.audio_io import load_audio
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import RECIPES
-from resgen.recipes.tts_aligner import DurationFrontEnd
-from resgen.recipes.tts_alignment import PhonemeFrontEnd, SpokenText
-from resgen.recipes.tts_config import PRESETS
-from resgen.recipes.tts_corpus import ManifestRecord, read_manifest
-from resgen.recipes.tts_data import Utterance, by_speaker, pair_batch, tokenize, training_batch
-from resgen.recipes.tts_eval import sample_batch
 from resgen.recipes.tts_synth import load_trained, run
+from resgen.recipes.tts_synth_config import PRESETS
+from resgen.tts.batches import Utterance, by_speaker, pair_batch, tokenize, training_batch
+from resgen.tts.front_ends import PhonemeFrontEnd, SpokenText
+from resgen.tts.synthesis import sample_batch
+from resgen.tts.timing import DurationFrontEnd
 
 KINDS = ("prompt", "truth", "vocoded", "resynth", "resgen", "resgen_1step", "resgen_guided", "ar")
 

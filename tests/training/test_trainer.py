@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from resgen.networks.heads import MixtureOfGaussiansHead
-from resgen.recipes.averaging import WeightAverage
-from resgen.recipes.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from resgen.recipes.trainer import StageSpec, batch_generator, run_stage
+from resgen.training.averaging import WeightAverage
+from resgen.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resgen.training.trainer import StageSpec, batch_generator, run_stage
 
 SPEC = StageSpec(steps=30, batch_size=8, lr=1e-2, checkpoint_every=10)
 # its own generator: module-level data must not depend on what the session imported before

@@ -13,26 +13,19 @@ import pytest
 import torch
 
 from resgen.codecs.phonemes import SPECIAL_SYMBOLS, PhonemeTokenizer
-from resgen.networks.tts_transformer import spread_text
-from resgen.recipes.tts_alignment import (
+from resgen.data.manifest import read_manifest
+from resgen.data.speech_corpus.builder import CORPUS_PRESETS, CorpusConfig, build_corpus
+from resgen.data.speech_corpus.phone_alignments import (
     ALIGNED_LANGUAGE,
     PhoneAlignment,
-    PhonemeFrontEnd,
-    SpokenText,
-    SynthesizerFrontEnd,
     corpus_alignments,
     phone_vocabulary,
     speaker_voice,
-    spoken_alignment,
     synthesizer_alignments,
 )
-from resgen.recipes.tts_corpus import (
-    CORPUS_PRESETS,
-    VOICES,
-    CorpusConfig,
-    build_corpus,
-    read_manifest,
-)
+from resgen.data.speech_corpus.voices import VOICES
+from resgen.networks.tts_transformer import spread_text
+from resgen.tts.front_ends import PhonemeFrontEnd, SpokenText, SynthesizerFrontEnd, spoken_alignment
 
 TEXT = "Where did Anna play at noon?"
 
@@ -115,7 +108,9 @@ def test_corpus_alignments_are_cached(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_synthesis(*args: object, **kw: object) -> None:
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr("resgen.recipes.tts_alignment.synthesizer_alignments", no_synthesis)
+    monkeypatch.setattr(
+        "resgen.data.speech_corpus.phone_alignments.synthesizer_alignments", no_synthesis
+    )
     again = corpus_alignments(tmp_path, records, verbose=False)
     assert {k: v.to_dict() for k, v in again.items()} == {k: v.to_dict() for k, v in first.items()}
     # tempo 0.9 slows speech down: its phones last 1/0.9 as long as the original's would

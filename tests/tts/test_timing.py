@@ -9,8 +9,8 @@ import torch
 
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.tts_transformer import spread_text
-from resgen.recipes.trainer import StageSpec
-from resgen.recipes.tts_aligner import align_all, pad_pairs, timed_text, train_aligner
+from resgen.training.trainer import StageSpec
+from resgen.tts.timing import align_all, pad_pairs, timed_text, train_aligner
 
 
 def _utterances(count: int = 6) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
