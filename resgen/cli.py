@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -14,46 +12,36 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    from resgen.recipes import RECIPES
+    from resgen.recipes import RECIPES, load_recipe
 
-    for name, (module, description) in RECIPES.items():
-        presets = ", ".join(importlib.import_module(module).PRESETS)
+    for name, (_, description) in RECIPES.items():
+        presets = ", ".join(load_recipe(name).PRESETS)
         print(f"{name:16s} {description} [presets: {presets}]")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from resgen.recipes import RECIPES
+    from resgen.recipes import RECIPES, load_recipe
 
     if args.recipe not in RECIPES:
         print(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(RECIPES[args.recipe][0])
-    if args.preset not in module.PRESETS:
+    recipe = load_recipe(args.recipe)
+    if args.preset not in recipe.PRESETS:
         print(
             f"unknown preset {args.preset!r} for {args.recipe}; "
-            f"available: {', '.join(module.PRESETS)}",
+            f"available: {', '.join(recipe.PRESETS)}",
             file=sys.stderr,
         )
         return 2
     from resgen.training.trainer import resolve_device
 
-    takes_device = "device" in inspect.signature(module.run).parameters
-    if args.device != "cpu" and not takes_device:
-        print(f"{args.recipe} runs on the CPU only: it takes no --device option", file=sys.stderr)
-        return 2
     resolve_device(args.device)  # a clear error before any work
     overrides = {k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v}
-    if overrides and not hasattr(module, "configure"):
-        print(f"{args.recipe} takes no --model/--depth options", file=sys.stderr)
-        return 2
-    config = (
-        module.configure(args.preset, **overrides) if overrides else module.PRESETS[args.preset]
-    )
+    config = recipe.configure(args.preset, **overrides)
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
-    options = {"device": args.device} if takes_device else {}
-    metrics = module.run(out, config, data_dir=args.data_dir, **options)
+    metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0

@@ -124,6 +124,7 @@ __all__ = [
     "choose_eval_items",
     "evaluate",
     "run",
+    "configure",
     "TrainedTTS",
     "load_trained",
 ]
@@ -629,6 +630,7 @@ def run(
     config: TTSSynthConfig | None = None,
     *,
     data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Run every stage into ``out_dir`` (resuming what is there) and return the metrics.
 
@@ -637,7 +639,14 @@ def run(
         config: a :class:`TTSSynthConfig` (default: the ``demo`` preset).
         data_dir: an existing corpus folder of the same corpus preset to reuse (default:
             ``out_dir/corpus``, built when missing).
+        device: ``"cpu"``: the recipe runs on the CPU only.
+
+    Raises:
+        ValueError: ``device`` is not the CPU, or ``out_dir`` holds a run of another
+            configuration.
     """
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"tts-synth runs on the CPU only, got device {str(device)!r}")
     config = config or PRESETS["demo"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -759,6 +768,21 @@ def run(
     }
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def configure(
+    preset: str, *, generator: str | None = None, depth: int | None = None
+) -> TTSSynthConfig:
+    """The preset ``preset``; the recipe takes no command-line overrides.
+
+    Raises:
+        ValueError: the preset is unknown, or ``generator`` or ``depth`` is given.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    if generator is not None or depth is not None:
+        raise ValueError("tts-synth takes no --model/--depth options")
+    return PRESETS[preset]
 
 
 @frozen
