@@ -43,10 +43,12 @@ ALLOWED: dict[tuple[str, str], str] = {
         "takes batch_size, pair_prob, prompt_fraction, max_length and seed instead of the config"
     ),
     ("resgen/recipes/tts_training.py", "train_resgen"): (
-        "calls training_batch with the two fields it reads; held-out batches via _held_out"
+        "its batch via _generator_batch (shared with the other generator, which calls "
+        "training_batch with the two fields it reads); held-out batches via _held_out"
     ),
     ("resgen/recipes/tts_training.py", "train_ar"): (
-        "calls training_batch with the two fields it reads; held-out batches via _held_out"
+        "its batch via _generator_batch (shared with the other generator, which calls "
+        "training_batch with the two fields it reads); held-out batches via _held_out"
     ),
     ("resgen/recipes/tts_synth.py", "run"): (
         "takes device= (the Recipe protocol) and refuses any but the CPU"

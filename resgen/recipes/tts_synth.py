@@ -255,6 +255,28 @@ def fit_duration(
     )
 
 
+def _generator_batch(
+    config: TTSSynthConfig,
+    train: list[Utterance],
+    speakers: dict[str, list[int]],
+    max_length: int,
+    step: int,
+) -> tuple[TTSBatch, torch.Generator]:
+    """The training batch of ``step`` for both generators (ResGen and the baseline see the very
+    same batches), and the random generator it was drawn from (ResGen draws on from it)."""
+    gen = batch_generator(config.seed + 2, step)
+    batch = training_batch(
+        train,
+        speakers,
+        config.generator_stage.batch_size,
+        config.pair_prob,
+        config.prompt_fraction,
+        max_length,
+        gen,
+    )
+    return batch, gen
+
+
 def _held_out(
     config: TTSSynthConfig, held_out: list[Utterance] | None, max_length: int
 ) -> list[TTSBatch]:
@@ -317,16 +339,7 @@ def train_resgen(
         return prompted_resgen_loss(model, codec, batch, gen, config.objective, guess)
 
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
-        gen = batch_generator(config.seed + 2, step)
-        batch = training_batch(
-            train,
-            speakers,
-            spec.batch_size,
-            config.pair_prob,
-            config.prompt_fraction,
-            max_length,
-            gen,
-        )
+        batch, gen = _generator_batch(config, train, speakers, max_length, step)
         own = config.scheduled_sampling > 0 and (
             float(torch.rand((), generator=gen)) < config.scheduled_sampling
         )
@@ -380,16 +393,7 @@ def train_ar(
         return ar_loss(bound, batch.tokens, labels, padding=batch.padding)
 
     def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
-        gen = batch_generator(config.seed + 2, step)  # the very batches ResGen sees
-        batch = training_batch(
-            train,
-            speakers,
-            spec.batch_size,
-            config.pair_prob,
-            config.prompt_fraction,
-            max_length,
-            gen,
-        )
+        batch, _ = _generator_batch(config, train, speakers, max_length, step)  # as ResGen's
         out = batch_loss(batch)
         return out.loss, {"acc": out.accuracy}
 
