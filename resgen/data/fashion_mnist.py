@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from resgen.data.idx import read_idx
 
 __all__ = ["DEFAULT_FASHION_DIR", "FASHION_CLASSES", "DatasetNotFoundError", "load_fashion_mnist"]
 
@@ -39,14 +40,6 @@ class DatasetNotFoundError(FileNotFoundError):
     """The data set's files are not where they were looked for."""
 
 
-def _read_idx(path: Path, offset: int) -> np.ndarray:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable gzip idx file: {error}") from error
-
-
 def load_fashion_mnist(
     split: str = "train", data_dir: str | Path | None = None
 ) -> tuple[Float[Tensor, "n 1 28 28"], Int[Tensor, " n"]]:
@@ -71,12 +64,12 @@ def load_fashion_mnist(
             "`apt-get install dataset-fashion-mnist` (Debian), or pass --data-dir pointing to a "
             "folder with the four *-ubyte.gz idx files."
         )
-    images = _read_idx(image_file, 16)
-    labels = _read_idx(label_file, 8)
-    if images.size != labels.size * 28 * 28:
+    images = read_idx(image_file, ndim=3)
+    labels = read_idx(label_file, ndim=1)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise ValueError(
-            f"{image_file} holds {images.size} bytes of pixels but {label_file} has "
-            f"{labels.size} labels: the files do not match"
+            f"{image_file} holds {len(images)} images of {images.shape[1:]} pixels and "
+            f"{label_file} {len(labels)} labels: the files are not a Fashion-MNIST split"
         )
     pixels = torch.from_numpy(images.reshape(-1, 1, 28, 28).copy()).float() / 127.5 - 1.0
     return pixels, torch.from_numpy(labels.astype(np.int64))

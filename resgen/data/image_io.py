@@ -6,7 +6,6 @@ Everything is returned as uint8 pixels, ``[n, channels, height, width]``; conver
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,11 @@ from einops import rearrange
 from jaxtyping import UInt8
 from torch import Tensor
 
+from resgen.data.idx import read_idx
+
 __all__ = ["IMAGE_SUFFIXES", "list_images", "load_image_dir", "load_idx_images", "load_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-_IDX_IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 
 
 def list_images(directory: str | Path) -> list[Path]:
@@ -97,18 +97,7 @@ def load_idx_images(
     Raises:
         ValueError: when the file is not an IDX3 unsigned-byte image file.
     """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 16:
-        raise ValueError(f"{path} is too short to be an IDX image file")
-    magic, n, height, width = (int.from_bytes(data[i : i + 4], "big") for i in range(0, 16, 4))
-    if magic != _IDX_IMAGE_MAGIC:
-        raise ValueError(f"{path} is not an IDX3 uint8 image file (magic {magic:#010x})")
-    if len(data) != 16 + n * height * width:
-        raise ValueError(f"{path} is truncated: {len(data) - 16} bytes for {n} images")
-    images = np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, height, width)
+    images = read_idx(path, ndim=3)[:, None]
     return torch.from_numpy(images[:limit].copy())
 
 
