@@ -68,15 +68,15 @@ class TTSSynthConfig:
         timing: how a held-out target's phones share its length (learned alignment only):
             ``"table"`` (the demo: the duration model's one cost per symbol) or ``"predictor"``
             (a :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor` trained on
-            the aligner's durations reads each phone in context; it times held-out voices more
-            closely but did not change the demo's WER, ``docs/tts.md``).
+            the aligner's durations reads each phone in context; the two compared on the demo:
+            ``docs/tts.md``).
         timing_predictor: ``width`` and ``layers`` of the duration predictor.
         timing_stage: its training schedule.
         pair_prob: probability that a training batch's prompts are other utterances (one
             kind per batch, so each example is a pair with this probability).
         prompt_fraction: range of the given-prefix fraction of single-utterance examples.
         sampler: ResGen's sampling options (``steps`` = T; the demo: 16 steps at Gaussian
-            temperature 0, which spoke the text best on the demo network).
+            temperature 0, chosen by the measurements in ``docs/tts.md``, "Sampling").
         guidance_scale: ResGen's classifier-free guidance scale on the text (1 = none, the
             demo's: guidance cost words there).
         resgen_variants: more rows of ResGen's evaluation, each named by its row and sampled
@@ -246,9 +246,8 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
-"""Ready-made sizes: ``demo`` (34-56 minutes on 2 cores, the corpus included),
-``demo-uniform`` and ``demo-aligned`` (the same sizes; not timed on this corpus) and ``smoke``
-(about a minute)."""
+"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (the same sizes; their
+training times are in ``docs/tts.md``) and ``smoke`` (a pipeline check)."""
 
 
 PAPER_SCALE = TTSTransformerConfig(
