@@ -1,11 +1,11 @@
 """Run folders written before the move of issue 24 still resume, sample and evaluate.
 
-``tests/recipes/old_runs/`` holds what the old layout's code (commit 267dfb5, where the training
-loop lived in ``resgen.recipes.trainer``) wrote for the two smoke presets: the ``final``
-checkpoint of every trained stage (weights, ``config.json``, ``state.pt``), ``recipe.json``
-and, for TTS, ``phonemes.json`` and ``duration.json``; ``prompt.wav`` is a corpus utterance of a
-held-out speaker. Nothing in a run folder names a module: configs are plain JSON and
-``state.pt`` pickles only torch objects (checked below), so the folders need no loader.
+``tests/recipes/old_runs/`` holds what the old layout's code (commit 267dfb5, before the move)
+wrote for the two smoke presets: the ``final`` checkpoint of every trained stage (weights,
+``config.json``, ``state.pt``), ``recipe.json`` and, for TTS, ``phonemes.json`` and
+``duration.json``; ``prompt.wav`` is a corpus utterance of a held-out speaker. Nothing in a run
+folder names a module: configs are plain JSON and ``state.pt`` pickles only torch objects
+(checked below), so the folders need no loader.
 
 A resumed run loads each finished stage instead of training it again, and re-runs the rest
 (classifier, tokens, corpus, evaluation). If a smoke preset's training settings change, these
