@@ -34,13 +34,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from resgen.training.trainer import resolve_device
-
-    resolve_device(args.device)  # a clear error before any work
     overrides = {k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v}
     config = recipe.configure(args.preset, **overrides)
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
+    # every recipe checks the device before any work (an unknown one, or one it does not run on)
     metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {out}: metrics.json, loss.png and the samples")

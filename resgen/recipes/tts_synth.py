@@ -649,7 +649,7 @@ def run(
         ValueError: ``device`` is not the CPU, or ``out_dir`` holds a run of another
             configuration.
     """
-    if torch.device(device).type != "cpu":
+    if str(device).split(":")[0] != "cpu":
         raise ValueError(f"tts-synth runs on the CPU only, got device {str(device)!r}")
     config = config or PRESETS["demo"]
     out = Path(out_dir)
