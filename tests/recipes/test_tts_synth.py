@@ -30,7 +30,7 @@ from resgen.networks.duration_predictor import PhonemeDurationPredictor
 from resgen.recipes import RECIPES
 from resgen.recipes.tts_synth import load_trained, run
 from resgen.recipes.tts_synth_config import PRESETS
-from resgen.tts.batches import Utterance, by_speaker, pair_batch, tokenize, training_batch
+from resgen.tts.batches import Utterance, pair_batch, tokenize
 from resgen.tts.front_ends import PhonemeFrontEnd, SpokenText
 from resgen.tts.synthesis import sample_batch
 from resgen.tts.timing import DurationFrontEnd
@@ -261,28 +261,3 @@ def test_resgen_variants_are_checked() -> None:
         evolve(PRESETS["smoke"], resgen_variants={"fast": {"stepz": 1}})
     with pytest.raises(ValueError, match="already a row"):
         evolve(PRESETS["smoke"], resgen_variants={"ar": {"steps": 1}})
-
-
-def test_training_batches_hold_one_kind_of_example() -> None:
-    """Pairs (prompt utterance + target) and single utterances are not mixed in a batch, so a
-    batch of singles is not padded to the pairs' length; both kinds still occur."""
-    utterances = [
-        Utterance(
-            ManifestRecord(f"s{s}_{i}", "a.wav", "a b", ("a", "b"), f"s{s}", f"s{s}", 1.0),
-            torch.randint(8, (10, 2)),
-            SpokenText(torch.tensor([3, 4])),
-        )
-        for s in range(2)
-        for i in range(4)
-    ]
-    config = evolve(PRESETS["smoke"], pair_prob=0.5)
-    kinds = set()
-    for seed in range(20):
-        batch = training_batch(
-            utterances, by_speaker(utterances), 6, config, 64, torch.Generator().manual_seed(seed)
-        )
-        lengths = set((~batch.padding).sum(1).tolist())
-        assert lengths in ({10}, {20}), lengths  # singles are 10 positions long, pairs 20
-        assert batch.padding.shape[1] == lengths.pop()
-        kinds.add(batch.padding.shape[1])
-    assert kinds == {10, 20}
