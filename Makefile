@@ -26,7 +26,7 @@ demo: setup
 	$(VENV)/bin/resgen train image-fashion --preset demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check resgen tests benchmarks
+	$(VENV)/bin/ruff check resgen tests benchmarks experiments tools
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

@@ -46,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
+from resgen.data.fashion_mnist import load_fashion_mnist
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.masking import sample_training_counts, split_embeddings
@@ -54,7 +55,6 @@ from resgen.diffusion.schedules import CosineSchedule
 from resgen.eval.bootstrap import ratio_interval
 from resgen.eval.frechet import FeatureStats
 from resgen.quantizers.residual_vq import ResidualVQ
-from resgen.recipes.fashion_data import load_fashion_mnist
 from resgen.recipes.generators import (
     build_generator,
     generator_loss,
@@ -67,8 +67,8 @@ from resgen.recipes.image_fashion import (
     train_classifier,
     train_codec,
 )
-from resgen.recipes.plots import save_image_grid
-from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.plots import save_image_grid
+from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
 
 _DEFAULT_JSON = Path(__file__).resolve().parents[1] / "docs" / "results" / "generator_quality.json"
 
@@ -145,6 +145,7 @@ TRAINED = {
     "resgen": Trained("resgen", _JENSEN),
     "resgen-unnormalized": Trained("resgen", evolve(_JENSEN, normalize_targets=False)),
     "resgen-clam": Trained("resgen", ResGenObjective(kind="clam", normalize_targets=True)),
+    "resgen-balanced": Trained("resgen", evolve(_JENSEN, regression_weight=0.1)),
     "token": Trained("token"),
     "ar": Trained("ar"),
 }
@@ -156,6 +157,7 @@ ROWS = {
     "resgen-unnormalized": Row("resgen-unnormalized"),
     "resgen-before": Row("resgen-unnormalized", guidance="hidden"),
     "resgen-clam": Row("resgen-clam"),
+    "resgen-balanced": Row("resgen-balanced"),
 }
 
 
@@ -332,7 +334,8 @@ def calibration_by_count(
     model: nn.Module, quantizer: ResidualVQ, tokens: Tensor, labels: Tensor, seed: int = 0
 ) -> list[dict[str, float]]:
     """Per mask count ``k``: the target's RMS, the RMS error of the true component's mean and
-    the component's predicted scale (all in code units, per dimension), on held-out tokens."""
+    the component's predicted scale (all in code units, per dimension), and the cross-entropy
+    of the mixture weights against the first masked token, on held-out tokens."""
     device = next(model.parameters()).device
     tokens, labels = tokens.to(device), labels.to(device)
     depth = quantizer.depth
@@ -348,6 +351,8 @@ def calibration_by_count(
     unit = model.target_scale(counts)[..., None]
     error = (assigned.mean * unit - target).pow(2).mean(-1)
     predicted = (assigned.log_scale.exp() * unit).pow(2).mean(-1)
+    log_weights = torch.log_softmax(model.mixture(hidden).logits.float(), -1)
+    component_ce = -log_weights.gather(-1, first.clamp(max=components - 1)[..., None])[..., 0]
     rows = []
     for k in range(1, depth + 1):
         at = counts == k
@@ -360,6 +365,7 @@ def calibration_by_count(
                 "target_rms": float(target[at].pow(2).mean().sqrt()),
                 "mean_error_rms": float(error[at].mean().sqrt()),
                 "predicted_scale": float(predicted[at].mean().sqrt()),
+                "component_cross_entropy": float(component_ce[at].mean()),
             }
         )
     return rows

@@ -30,9 +30,10 @@ from attrs import evolve
 
 from resgen.codecs.mel_rvqvae import MelRVQVAE
 from resgen.codecs.vocoder import GriffinLimVocoder
-from resgen.eval.audio_io import load_audio
-from resgen.recipes import tts_config, tts_data, tts_training
-from resgen.recipes.tts_corpus import read_manifest
+from resgen.data.audio_io import load_audio
+from resgen.data.manifest import read_manifest
+from resgen.recipes import tts_synth, tts_synth_config
+from resgen.tts import batches
 
 VARIANTS: dict[str, dict] = {
     "ds4": {"downsample": 4},
@@ -74,13 +75,13 @@ def main() -> None:
 
     corpus = Path(args.data_dir)
     records = read_manifest(corpus / "manifest.jsonl")
-    base = tts_config.PRESETS["demo"]
+    base = tts_synth_config.PRESETS["demo"]
     vocoder = GriffinLimVocoder(base.codec.mel, iterations=base.vocoder_iterations)
     asr = WhisperRecognizer()
     items = held_out(records, args.per_speaker)
     references = [records[i].text for i in items]
     probe = MelRVQVAE(base.codec)
-    mels = tts_data.load_mels(probe, records, corpus)
+    mels = batches.load_mels(probe, records, corpus)
     recorded = [load_audio(corpus / records[i].audio)[0] for i in items]
     bounds = {
         "recorded": word_error_rate(references, [asr.transcribe(a, 16000) for a in recorded]),
@@ -102,7 +103,7 @@ def main() -> None:
         )
         train = [m for m, r in zip(mels, records) if r.split == "train"]
         tick = time.perf_counter()
-        codec, history = tts_training.train_codec(config, train, Path(args.out) / name)
+        codec, history = tts_synth.train_codec(config, train, Path(args.out) / name)
         seconds = time.perf_counter() - tick
         l1, hypotheses = [], []
         with torch.no_grad():

@@ -20,7 +20,7 @@ from resgen.diffusion.loss import ResGenObjective, resgen_loss
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.networks import MaskedRVQTransformer, MaskedTransformerConfig
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
-from resgen.recipes.trainer import resolve_device
+from resgen.training.trainer import resolve_device
 
 
 def steps_per_second(kind: str, args: argparse.Namespace, device: torch.device) -> float:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
-from resgen.recipes.trainer import resolve_device
+from resgen.training.trainer import resolve_device
 
 CONFIGS = [
     {"name": "dim256-codes1024-depth8", "dim": 256, "codes": 1024, "depth": 8, "n": 65536},

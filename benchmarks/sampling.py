@@ -61,7 +61,7 @@ from resgen.networks.masked_transformer import MaskedRVQTransformer, MaskedTrans
 from resgen.networks.rq_transformer import RQTransformer, RQTransformerConfig
 from resgen.networks.token_head import MaskedTokenTransformer, MaskedTokenTransformerConfig
 from resgen.quantizers import ResidualVQ, ResidualVQConfig
-from resgen.recipes.trainer import resolve_device
+from resgen.training.trainer import resolve_device
 
 DEPTHS = (4, 8, 16, 32)
 LENGTH, BATCH, STEPS, CLASSES = 64, 16, 16, 10

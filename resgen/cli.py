@@ -10,8 +10,6 @@ ends the command with ``resgen: error: ...`` on one line and exit status 2 (the 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import math
 import sys
@@ -66,43 +64,33 @@ def non_negative_float(text: str) -> float:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    from resgen.recipes import RECIPES
+    from resgen.recipes import RECIPES, load_recipe
 
-    for name, (module, description) in RECIPES.items():
-        presets = ", ".join(importlib.import_module(module).PRESETS)
+    for name, (_, description) in RECIPES.items():
+        presets = ", ".join(load_recipe(name).PRESETS)
         print(f"{name:16s} {description} [presets: {presets}]")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from resgen.recipes import RECIPES
+    from resgen.recipes import RECIPES, load_recipe
 
     if args.recipe not in RECIPES:
         raise ValueError(f"unknown recipe {args.recipe!r}; available: {', '.join(RECIPES)}")
-    module = importlib.import_module(RECIPES[args.recipe][0])
-    if args.preset not in module.PRESETS:
+    recipe = load_recipe(args.recipe)
+    if args.preset not in recipe.PRESETS:
         raise ValueError(
             f"unknown preset {args.preset!r} for {args.recipe}; "
-            f"available: {', '.join(module.PRESETS)}"
+            f"available: {', '.join(recipe.PRESETS)}"
         )
-    from resgen.recipes.trainer import resolve_device
-
-    takes_device = "device" in inspect.signature(module.run).parameters
-    if args.device != "cpu" and not takes_device:
-        raise ValueError(f"{args.recipe} runs on the CPU only: it takes no --device option")
-    resolve_device(args.device)  # a clear error before any work
     overrides = {
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
-    if overrides and not hasattr(module, "configure"):
-        raise ValueError(f"{args.recipe} takes no --model/--depth options")
-    config = (
-        module.configure(args.preset, **overrides) if overrides else module.PRESETS[args.preset]
-    )
+    config = recipe.configure(args.preset, **overrides)
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
-    options = {"device": args.device} if takes_device else {}
-    metrics = module.run(out, config, data_dir=args.data_dir, **options)
+    # every recipe checks the device before any work (an unknown one, or one it does not run on)
+    metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0
@@ -118,8 +106,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         load_trained,
         make_recipe_sampler,
     )
-    from resgen.recipes.plots import WRITABLE_IMAGE_SUFFIXES, save_image_grid
-    from resgen.recipes.trainer import resolve_device
+    from resgen.training.plots import WRITABLE_IMAGE_SUFFIXES, save_image_grid
+    from resgen.training.trainer import resolve_device
 
     resolve_device(args.device)  # the machine's flags, then the paths, before any work
     check_output_file(args.out, WRITABLE_IMAGE_SUFFIXES)
@@ -144,12 +132,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_tts(args: argparse.Namespace) -> int:
     from attrs import evolve
 
+    from resgen.data.audio_io import load_audio, write_wav
     from resgen.diffusion.guidance import ClassifierFreeGuidance
     from resgen.diffusion.sampler import ResGenSampler
-    from resgen.eval.audio_io import load_audio, write_wav
     from resgen.files import check_output_file
-    from resgen.recipes.tts_eval import synthesize
     from resgen.recipes.tts_synth import load_trained
+    from resgen.tts.synthesis import synthesize
 
     check_output_file(args.out, (".wav",))
     prompt, rate = load_audio(args.prompt)

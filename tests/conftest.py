@@ -48,7 +48,7 @@ class _KillingBar:
 def kill_each_stage(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Interrupt every training stage once, two thirds of the way through its steps (after its
     first checkpoint when it has one); returns the names of the stages killed so far."""
-    import resgen.recipes.trainer as trainer
+    import resgen.training.trainer as trainer
 
     killed: list[str] = []
     monkeypatch.setattr(trainer, "tqdm", type("Bar", (_KillingBar,), {"killed": killed}))

@@ -9,6 +9,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from resgen.codecs.protocol import QuantizerShape
 from resgen.quantizers.residual_vq import ResidualVQ, ResidualVQConfig
 from resgen.typing import Images, Tokens
 
@@ -81,7 +82,7 @@ class _ResBlock(nn.Module):
         return x + self.body(x)
 
 
-class ImageRVQVAE(nn.Module):
+class ImageRVQVAE(QuantizerShape, nn.Module):
     """Convolutional encoder (two stride-2 stages) -> residual VQ -> mirrored decoder.
 
     A ``28x28`` image becomes a ``7x7`` grid, i.e. ``length = 49`` token positions (row-major) of
@@ -124,11 +125,6 @@ class ImageRVQVAE(nn.Module):
         )
 
     # ---- the Codec protocol
-    @property
-    def depth(self) -> int:
-        """RVQ depth D."""
-        return self.config.depth
-
     @property
     def grid(self) -> tuple[int, int]:
         """Latent grid ``(height, width)``."""

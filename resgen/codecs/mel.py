@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "MelConfig",
+    "MelFraming",
     "LogMelSpectrogram",
     "lengths_to_padding",
     "padding_to_lengths",
@@ -166,7 +167,31 @@ def padding_to_lengths(
     return lengths
 
 
-class LogMelSpectrogram(nn.Module):
+class MelFraming(nn.Module):
+    """What the log-mel analysis and a vocoder share: one :class:`MelConfig` (``config``), its
+    sample rate and hop, and the Hann window of its STFT (a buffer, not saved).
+
+    Args:
+        config: a :class:`MelConfig` (default: ``MelConfig()``).
+    """
+
+    def __init__(self, config: MelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else MelConfig()
+        self.register_buffer("window", torch.hann_window(self.config.win_length), persistent=False)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the audio, in Hz."""
+        return self.config.sample_rate
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per mel frame."""
+        return self.config.hop
+
+
+class LogMelSpectrogram(MelFraming):
     """Waveform ``[batch, samples]`` -> natural-log magnitude mel spectrogram ``[batch, frames,
     n_mels]`` (channels-last) and its frame padding mask.
 
@@ -180,23 +205,11 @@ class LogMelSpectrogram(nn.Module):
     """
 
     def __init__(self, config: MelConfig | None = None) -> None:
-        super().__init__()
+        super().__init__(config)
         from torchaudio.functional import melscale_fbanks
 
-        self.config = config = config if config is not None else MelConfig()
-        fbank = melscale_fbanks(n_freqs=config.n_freqs, **config.filterbank)
+        fbank = melscale_fbanks(n_freqs=self.config.n_freqs, **self.config.filterbank)
         self.register_buffer("fbank", fbank, persistent=False)  # [n_freqs, n_mels]
-        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
-
-    @property
-    def sample_rate(self) -> int:
-        """The sample rate the analysis accepts, in Hz."""
-        return self.config.sample_rate
-
-    @property
-    def hop(self) -> int:
-        """Samples between frames."""
-        return self.config.hop
 
     @property
     def frame_rate(self) -> float:

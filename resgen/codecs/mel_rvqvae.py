@@ -18,10 +18,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from resgen.codecs.mel import LogMelSpectrogram, MelConfig, lengths_to_padding, padding_to_lengths
+from resgen.codecs.protocol import QuantizerShape
 from resgen.codecs.vocoder import GriffinLimVocoder, Vocoder
 from resgen.quantizers import distributed as rvq_dist
 from resgen.quantizers.residual_vq import ResidualVQ, ResidualVQConfig
-from resgen.typing import Codebooks, Padding, Tokens
+from resgen.typing import Padding, Tokens
 
 __all__ = ["MelCodecConfig", "MelCodecOutput", "MelRVQVAE"]
 
@@ -189,7 +190,7 @@ class _Decoder(nn.Module):
         return self.head(F.silu(self.norm(x)) * keep)
 
 
-class MelRVQVAE(nn.Module):
+class MelRVQVAE(QuantizerShape, nn.Module):
     """Log-mel RVQ-VAE: 1-D conv encoder (stride-2 downsampling) -> residual VQ -> mirrored
     decoder (transposed-conv upsampling).
 
@@ -233,21 +234,6 @@ class MelRVQVAE(nn.Module):
         self.register_buffer("normalization_fitted", torch.tensor(False))
 
     # ------------------------------------------------------------------ properties
-    @property
-    def depth(self) -> int:
-        """RVQ depth D."""
-        return self.config.depth
-
-    @property
-    def codes(self) -> int:
-        """Codebook size K per depth."""
-        return self.config.codes
-
-    @property
-    def codebooks(self) -> Codebooks:
-        """The quantizer's codebooks ``[depth, codes, dim]`` (a view; do not modify)."""
-        return self.rvq.get_codebooks()
-
     @property
     def quantizer(self) -> ResidualVQ:
         """The residual quantizer (its codebooks embed tokens for the generators)."""

@@ -7,9 +7,9 @@ from typing import Protocol, runtime_checkable
 from torch import Tensor
 
 from resgen.quantizers.residual_vq import ResidualVQ
-from resgen.typing import Padding, Tokens
+from resgen.typing import Codebooks, Padding, Tokens
 
-__all__ = ["Codec", "SequenceCodec"]
+__all__ = ["Codec", "SequenceCodec", "QuantizerShape"]
 
 
 @runtime_checkable
@@ -75,3 +75,26 @@ class SequenceCodec(Protocol):
     def decode(self, tokens: Tokens, padding: Padding | None = None) -> tuple[Tensor, Tensor]:
         """Data and its padding mask reconstructed from tokens."""
         ...
+
+
+class QuantizerShape:
+    """The token shape a codec reads from its residual quantizer, written once for the bundled
+    codecs (:class:`~resgen.codecs.ImageRVQVAE`, :class:`~resgen.codecs.MelRVQVAE`): a subclass
+    provides :attr:`quantizer` and gets ``depth``, ``codes`` and ``codebooks``."""
+
+    quantizer: ResidualVQ
+
+    @property
+    def depth(self) -> int:
+        """RVQ depth D of the tokens."""
+        return self.quantizer.depth
+
+    @property
+    def codes(self) -> int:
+        """Codebook size K per depth."""
+        return self.quantizer.codes
+
+    @property
+    def codebooks(self) -> Codebooks:
+        """The quantizer's codebooks ``[depth, codes, dim]`` (a view; do not modify)."""
+        return self.quantizer.get_codebooks()

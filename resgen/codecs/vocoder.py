@@ -11,9 +11,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from einops import rearrange
 from jaxtyping import Bool, Float
-from torch import Tensor, nn
+from torch import Tensor
 
-from resgen.codecs.mel import MelConfig, lengths_to_padding, padding_to_lengths
+from resgen.codecs.mel import MelConfig, MelFraming, lengths_to_padding, padding_to_lengths
 
 __all__ = ["Vocoder", "GriffinLimVocoder"]
 
@@ -42,7 +42,7 @@ class Vocoder(Protocol):
         ...
 
 
-class GriffinLimVocoder(nn.Module):
+class GriffinLimVocoder(MelFraming):
     """Griffin-Lim phase reconstruction from log-mels (torchaudio; no learned weights).
 
     Undoes the front-end step by step: ``exp`` of the log-mel (values at the log floor stay a
@@ -55,8 +55,8 @@ class GriffinLimVocoder(nn.Module):
     The random initial phase comes from ``seed`` (the same mels give the same audio on every call,
     and torch's global random state is left as it was), from the global generator when ``seed`` is
     ``None``, or is zero with ``rand_init=False``. The phase matters to a listener and to a speech
-    recogniser: the same tokens vocoded with other phases moved the TTS demo's WER by up to 4
-    points, hence a fixed seed by default.
+    recogniser (how much WER it moves on the TTS demo: ``docs/tts.md``, "Metrics"), hence a fixed
+    seed by default.
 
     Args:
         config: the :class:`~resgen.codecs.mel.MelConfig` of the front-end that made the mels.
@@ -74,30 +74,18 @@ class GriffinLimVocoder(nn.Module):
         rand_init: bool = True,
         seed: int | None = 0,
     ) -> None:
-        super().__init__()
         from torchaudio.transforms import InverseMelScale
 
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        self.config = config = config if config is not None else MelConfig()
+        super().__init__(config)
         self.iterations = iterations
         self.momentum = momentum
         self.rand_init = rand_init
         self.seed = seed
-        self.inverse_mel = InverseMelScale(n_stft=config.n_freqs, **config.filterbank)
-        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
-
-    @property
-    def sample_rate(self) -> int:
-        """Sample rate of the returned audio, in Hz."""
-        return self.config.sample_rate
-
-    @property
-    def hop(self) -> int:
-        """Samples per frame of the returned audio."""
-        return self.config.hop
+        self.inverse_mel = InverseMelScale(n_stft=self.config.n_freqs, **self.config.filterbank)
 
     def extra_repr(self) -> str:
         return f"iterations={self.iterations}, momentum={self.momentum}, seed={self.seed}"

@@ -102,6 +102,7 @@ def assigned_mixture_nll(
     weight: Bool[Tensor, "batch length"],
     *,
     beta: float = 0.0,
+    regression_weight: float = 1.0,
 ) -> Float[Tensor, ""]:
     """Jensen's bound on the mixture NLL with a known component per position (nats per dim).
 
@@ -127,13 +128,16 @@ def assigned_mixture_nll(
             term's gradient in the shared backbone (measured: context goes unused at ``beta =
             0``). The optimum of each Gaussian is unchanged. The returned value is then a
             weighted loss, not the bound itself.
+        regression_weight: a constant factor on the regression term (1 = the bound). Its share
+            of the backbone's gradient against the classification term's depends on the
+            target's units under ``beta > 0``; with per-count target scales it sets that share.
     """
     _check_beta(beta)
     regression = -gaussian_log_prob(assigned.mean, assigned.log_scale, target)
     if beta > 0:
         variance = torch.exp(2 * assigned.log_scale.detach().float()).mean(-1)
         regression = regression * variance.pow(beta)
-    per_dim = (regression - assigned.log_weight.float()) / target.shape[-1]
+    per_dim = (regression_weight * regression - assigned.log_weight.float()) / target.shape[-1]
     return _masked_mean(per_dim, weight)
 
 
@@ -200,12 +204,15 @@ class ResGenObjective:
             any case (ones when it has none), so this flag tells builders what to do.
         clam_scale: the ``clam`` form's fixed standard deviation, in the (normalised) target's
             units.
+        regression_weight: the ``jensen`` form's weight of its regression term against its
+            classification term (:func:`assigned_mixture_nll`).
     """
 
     kind: str = field(default="nll", validator=validators.in_(OBJECTIVES))
     beta: float = field(default=0.0, validator=[validators.ge(0.0), validators.le(1.0)])
     normalize_targets: bool = False
     clam_scale: float = field(default=0.25, validator=validators.gt(0.0))
+    regression_weight: float = field(default=1.0, validator=validators.gt(0.0))
 
     def head_components(self, configured: int, codes: int) -> int:
         """Mixture components the head needs: ``codes`` (one per codeword) for the Jensen form,
@@ -245,7 +252,9 @@ class ResGenObjective:
                     f"has {components}, a token is {int(first.max())}"
                 )
             assigned = model.assigned_component(hidden, first.clamp(max=components - 1))
-            return assigned_mixture_nll(assigned, target, weight, beta=self.beta)
+            return assigned_mixture_nll(
+                assigned, target, weight, beta=self.beta, regression_weight=self.regression_weight
+            )
         return masked_mixture_nll(model.mixture(hidden), target, weight, beta=self.beta)
 
 

@@ -11,7 +11,7 @@
   model and dictionary bundled in the ``pocketsphinx`` wheel. Noisier; a second opinion.
 
 Both take a mono waveform at any sample rate and resample it to 16 kHz first (see
-:func:`resgen.eval.audio_io.resample`). The models are loaded on first use, from installed files
+:func:`resgen.data.audio_io.resample`). The models are loaded on first use, from installed files
 only: nothing is downloaded.
 """
 
@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from resgen.eval.audio_io import resample
+from resgen.data.audio_io import resample
 
 __all__ = ["SpeechRecognizer", "WhisperRecognizer", "PocketSphinxRecognizer", "whisper_model_path"]
 

@@ -124,8 +124,8 @@ def _shown(key: str, value: object) -> object:
 def _classifier_weights(source: Path) -> Path:
     """The ``classifier.safetensors`` a ``--classifier`` path names: a run folder's finished
     classifier stage (``final/``, never ``latest/``; the rule of
-    :func:`~resgen.recipes.checkpoint.finished_checkpoint`), a checkpoint folder, or a file."""
-    from resgen.recipes.checkpoint import finished_checkpoint
+    :func:`~resgen.training.checkpoint.finished_checkpoint`), a checkpoint folder, or a file."""
+    from resgen.training.checkpoint import finished_checkpoint
 
     if source.is_dir():
         stage = source / "classifier" if (source / "classifier").is_dir() else source
@@ -176,6 +176,7 @@ def run_fid(args: argparse.Namespace) -> int:
     Returns:
         The exit status (0).
     """
+    from resgen.data.image_io import load_images
     from resgen.eval.features import (
         ClassifierFeatures,
         InceptionFeatures,
@@ -183,7 +184,6 @@ def run_fid(args: argparse.Namespace) -> int:
         to_unit_range,
     )
     from resgen.eval.frechet import FeatureStats, frechet_distance_from_features
-    from resgen.eval.image_io import load_images
     from resgen.eval.image_metrics import precision_recall
     from resgen.files import check_output_file
 
@@ -256,8 +256,8 @@ def run_wer(args: argparse.Namespace) -> int:
     """
     from tqdm.auto import tqdm
 
+    from resgen.data.audio_io import load_audio, match_audio_files, read_transcripts
     from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
-    from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
     from resgen.eval.text import character_error_rate, error_rate_interval, word_error_rate
     from resgen.files import atomic_write, check_output_file
 
@@ -306,7 +306,7 @@ def run_sim(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from resgen.eval.audio_io import list_audio, load_audio
+    from resgen.data.audio_io import list_audio, load_audio
     from resgen.eval.bootstrap import ratio_interval
     from resgen.eval.speaker import ResemblyzerEncoder, cosine_similarity
 

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from resgen.eval.audio_io import resample
+from resgen.data.audio_io import resample
 
 __all__ = ["SpeakerEncoder", "ResemblyzerEncoder", "cosine_similarity", "speaker_similarity"]
 

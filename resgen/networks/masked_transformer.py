@@ -77,8 +77,12 @@ class MaskedTransformerConfig:
             )
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict of the fields."""
+        """A JSON-serialisable dict of the fields; the optional head fields only when set, so a
+        network without them saves the same ``config.json`` as before they existed."""
         out = asdict(self)
+        for name in ("target_scales", "fixed_scale"):
+            if out[name] is None:
+                del out[name]
         if self.target_scales is not None:
             out["target_scales"] = list(self.target_scales)
         return out

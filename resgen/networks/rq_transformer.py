@@ -348,13 +348,28 @@ class RQTransformer(nn.Module):
             raise ValueError(f"all {c.length} positions have been generated")
         if (previous is None) != (i == 0):
             raise ValueError("previous tokens are required after the first position, only there")
-        if previous is None:
-            x = self.start
-        else:
+        if previous is not None:
             self._check_tokens(previous, c.depth)
-            x = self.embed(previous).sum(1)
-        x = (x + self.position[i]).expand(cache.spatial.keys.shape[1], -1)[:, None]
-        context = causal_transformer(self.spatial, x, cache.spatial_mods, cache.spatial)
+        x = self.spatial_input(previous, i).expand(cache.spatial.keys.shape[1], -1)
+        return self.spatial_advance(x, cache)
+
+    def spatial_input(
+        self, previous: Int[Tensor, "batch depth"] | None, i: int
+    ) -> Float[Tensor, "*batch width"]:
+        """The spatial transformer's input at position ``i``: the learned start vector
+        (``[width]``, when ``previous`` is ``None``) or the summed embeddings of ``previous``, the
+        ``[batch, depth]`` tokens of position ``i - 1`` (``[batch, width]``), plus position
+        ``i``'s embedding."""
+        x = self.start if previous is None else self.embed(previous).sum(1)
+        return x + self.position[i]
+
+    def spatial_advance(
+        self, x: Float[Tensor, "batch width"], cache: RQCache
+    ) -> Float[Tensor, "batch width"]:
+        """Run the spatial transformer one position on the input ``x`` (``[batch, width]``,
+        e.g. :meth:`spatial_input`) and return that position's context; the cache moves on by
+        one position and its depth state is reset."""
+        context = causal_transformer(self.spatial, x[:, None], cache.spatial_mods, cache.spatial)
         cache.context = context
         cache.partial_sum = None
         cache.depth.reset()

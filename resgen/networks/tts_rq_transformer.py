@@ -288,16 +288,10 @@ class BoundTextRQ(BoundPhonemes):
             raise ValueError(f"all {rq.config.length} positions have been generated")
         if (previous is None) != (i == 0):
             raise ValueError("previous tokens are required after the first position, only there")
-        x = rq.start if previous is None else rq.embed(previous).sum(1)
-        x = (x + rq.position[i]).expand(cache.spatial.keys.shape[1], -1)
+        x = rq.spatial_input(previous, i).expand(cache.spatial.keys.shape[1], -1)
         if self._frame_inputs is not None:
             x = x + self._frame_inputs[:, i]
-        x = x[:, None]
-        context = causal_transformer(rq.spatial, x, cache.spatial_mods, cache.spatial)
-        cache.context = context
-        cache.partial_sum = None
-        cache.depth.reset()
-        return context[:, 0]
+        return rq.spatial_advance(x, cache)
 
     def depth_step(
         self, previous: Int[Tensor, " batch"] | None, cache: RQCache

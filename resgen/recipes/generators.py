@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from attrs import fields
+from attrs import asdict, fields
 from torch import nn
 
 from resgen.diffusion.ar_loss import ar_loss
@@ -42,6 +42,7 @@ __all__ = [
     "rebuild_generator",
     "generator_loss",
     "make_sampler",
+    "with_new_objective_options",
 ]
 
 GENERATOR_KINDS = ("resgen", "token", "ar")
@@ -188,3 +189,24 @@ def make_sampler(
         )
         return TokenSampler(token_options, guider=guider)
     return ARSampler(ARSamplerConfig(top_p=options.top_p), guider=guider)
+
+
+def with_new_objective_options(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved recipe configuration (``recipe.json``) with the options its ``objective`` gained
+    since it was written, at their defaults: every new option's default is the behaviour runs
+    had before it existed, so an old run compares equal to the same settings today.
+
+    Args:
+        saved: the configuration as read from the run folder.
+
+    Returns:
+        ``saved`` with a complete ``objective`` (unchanged when it has none, or when its options
+        are unknown or invalid: the comparison that follows then names it).
+    """
+    objective = saved.get("objective")
+    if isinstance(objective, dict):
+        try:
+            saved = {**saved, "objective": asdict(ResGenObjective(**objective))}
+        except (TypeError, ValueError):
+            pass
+    return saved

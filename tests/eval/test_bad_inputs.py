@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from resgen.cli import main, non_negative_float, positive_int, run_command
-from resgen.eval.audio_io import load_audio, match_audio_files, read_transcripts
+from resgen.data.audio_io import load_audio, match_audio_files, read_transcripts
+from resgen.data.image_io import load_image_dir
 from resgen.eval.frechet import FeatureStats
-from resgen.eval.image_io import load_image_dir
 from resgen.files import check_output_file
-from resgen.recipes.plots import save_image_grid
+from resgen.training.plots import save_image_grid
 
 
 def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:

@@ -9,9 +9,9 @@ import json
 import pytest
 from PIL import Image
 
+from resgen.data.image_io import load_idx_images
 from resgen.eval.cli import _print_results, add_eval_parser
 from resgen.eval.frechet import FeatureStats
-from resgen.eval.image_io import load_idx_images
 
 FASHION_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from resgen.data.image_io import load_idx_images, load_image_dir, load_images
 from resgen.eval.features import (
     ClassifierFeatures,
     FeatureExtractor,
@@ -19,7 +20,6 @@ from resgen.eval.features import (
     to_unit_range,
 )
 from resgen.eval.frechet import FeatureStats
-from resgen.eval.image_io import load_idx_images, load_image_dir, load_images
 
 FASHION_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from resgen.data.image_io import load_idx_images
 from resgen.eval.features import InceptionFeatures, compute_features, to_unit_range
 from resgen.eval.frechet import frechet_distance_from_features as fid
-from resgen.eval.image_io import load_idx_images
 
 FASHION = "/usr/share/datasets/fashion-mnist/{}-images-idx3-ubyte.gz"
 N = 48

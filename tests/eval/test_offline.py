@@ -34,7 +34,7 @@ socket.getaddrinfo = refuse("getaddrinfo")
 import torch
 from pathlib import Path
 from resgen.eval.asr import PocketSphinxRecognizer, WhisperRecognizer
-from resgen.eval.audio_io import load_audio
+from resgen.data.audio_io import load_audio
 from resgen.eval.features import InceptionFeatures
 from resgen.eval.speaker import ResemblyzerEncoder
 

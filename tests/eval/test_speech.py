@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from resgen.eval.asr import PocketSphinxRecognizer, SpeechRecognizer, WhisperRecognizer
-from resgen.eval.audio_io import (
+from resgen.data.audio_io import (
     list_audio,
     load_audio,
     match_audio_files,
     read_transcripts,
     resample,
 )
+from resgen.eval.asr import PocketSphinxRecognizer, SpeechRecognizer, WhisperRecognizer
 from resgen.eval.cli import add_eval_parser
 from resgen.eval.speaker import (
     ResemblyzerEncoder,
@@ -62,7 +62,7 @@ def test_transcripts_and_audio(librivox, tmp_path) -> None:
 
 
 def test_stdlib_wave_reader_agrees(tmp_path) -> None:
-    from resgen.eval.audio_io import _read_wave
+    from resgen.data.audio_io import _read_wave
 
     path = sorted(LIBRIVOX.glob("*.wav"))[0]
     data, rate = _read_wave(path)

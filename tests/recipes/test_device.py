@@ -19,7 +19,6 @@ from resgen.cli import main
 from resgen.eval.classifier import FashionClassifier, class_accuracy
 from resgen.eval.features import ClassifierFeatures
 from resgen.quantizers import kmeans, sample_depth_cutoffs
-from resgen.recipes.checkpoint import load_checkpoint
 from resgen.recipes.image_fashion import (
     PRESETS,
     generate_images,
@@ -27,7 +26,8 @@ from resgen.recipes.image_fashion import (
     make_recipe_sampler,
     run,
 )
-from resgen.recipes.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.checkpoint import load_checkpoint
+from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -91,7 +91,7 @@ def test_cli_refuses_an_unavailable_device(tmp_path: Path, capsys: pytest.Captur
 
 def test_cli_refuses_device_for_a_cpu_only_recipe(capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "tts-synth", "--preset", "smoke", "--device", "cuda"]) == 2
-    assert "no --device option" in capsys.readouterr().err
+    assert "runs on the CPU only" in capsys.readouterr().err
 
 
 def test_batch_generator_defaults_to_the_cpu() -> None:

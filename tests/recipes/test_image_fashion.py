@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from resgen.cli import main
-from resgen.recipes.fashion_data import DatasetNotFoundError, load_fashion_mnist
+from resgen.data.fashion_mnist import DatasetNotFoundError, load_fashion_mnist
 
 
 @pytest.fixture(scope="module")

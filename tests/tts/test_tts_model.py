@@ -21,10 +21,10 @@ from resgen.networks.tts_transformer import (
     spread_text,
 )
 from resgen.quantizers.residual_vq import ResidualVQ, ResidualVQConfig
-from resgen.recipes.tts_config import PAPER_SCALE
-from resgen.recipes.tts_data import TTSBatch
-from resgen.recipes.tts_eval import synthesize, target_frames
-from resgen.recipes.tts_training import full_mask_guess, prompted_resgen_loss
+from resgen.recipes.tts_synth_config import PAPER_SCALE
+from resgen.tts.batches import TTSBatch
+from resgen.tts.objectives import full_mask_guess, prompted_resgen_loss
+from resgen.tts.synthesis import synthesize, target_frames
 
 DEPTH, CODES, DIM, VOCAB = 4, 16, 8, 12
 

@@ -1,0 +1,5 @@
+"""The training machinery every recipe shares: the resumable stage loop
+(:mod:`~resgen.training.trainer`), checkpoint folders (:mod:`~resgen.training.checkpoint`), weight
+averaging (:mod:`~resgen.training.averaging`) and loss plots and image grids
+(:mod:`~resgen.training.plots`). It imports no recipe.
+"""
