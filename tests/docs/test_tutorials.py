@@ -118,5 +118,5 @@ def test_tutorial_evaluate_samples(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "image-scores.json").read_text())
     assert results["fid_noisy"] > results["fid_clean"] >= 0
     assert (tmp_path / "real-stats.npz").is_file()
-    for key in ("fid", "precision", "recall", "wer", "cer", "similarity"):
+    for key in ("fid", "precision", "recall", "inception_score", "wer", "cer", "similarity"):
         assert re.search(rf"^{key}\b", out, re.MULTILINE), key
