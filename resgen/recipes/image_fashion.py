@@ -122,7 +122,9 @@ class ImageFashionConfig:
         }
     )
     objective: ResGenObjective = field(
-        factory=lambda: ResGenObjective(kind="jensen", beta=1.0)
+        factory=lambda: ResGenObjective(
+            kind="jensen", beta=1.0, normalize_targets=True, regression_weight=0.1
+        )
     )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
