@@ -89,10 +89,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = recipe.configure(args.preset, **overrides)
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
-    # every recipe checks the device before any work (an unknown one, or one it does not run on)
-    metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
-    print(json.dumps(metrics, indent=2))
-    print(f"wrote {out}: metrics.json, loss.png and the samples")
+    from resgen.training import distributed
+
+    # under torchrun every process runs this; rank 0 writes the run folder and reports
+    distributed.init_from_env(args.device)
+    writer = distributed.is_main()
+    try:
+        # every recipe checks the device before any work (an unknown one, or one it does not
+        # run on)
+        metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
+    finally:
+        distributed.release()
+    if writer:
+        print(json.dumps(metrics, indent=2))
+        print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0
 
 

@@ -97,7 +97,12 @@ from resgen.training.checkpoint import (
 )
 from resgen.training.plots import save_loss_plot
 from resgen.training.run_lock import check_run_folder, lock_run_folder
-from resgen.training.trainer import StageResult, batch_generator, run_stage
+from resgen.training.trainer import (
+    StageResult,
+    batch_generator,
+    run_stage,
+    with_new_stage_options,
+)
 from resgen.tts.batches import (
     TTSBatch,
     Utterance,
@@ -694,7 +699,10 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (evaluation always re-runs);
         # anything that shaped a trained stage may not.
-        saved = with_new_objective_options(read_json(out / "recipe.json", "recipe configuration"))
+        saved = with_new_stage_options(
+            with_new_objective_options(read_json(out / "recipe.json", "recipe configuration")),
+            ("codec_stage", "generator_stage", "aligner_stage", "timing_stage"),
+        )
         changed = sorted(
             k
             for k in set(saved) | set(config_dict)
