@@ -87,6 +87,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
     config = recipe.configure(args.preset, **overrides)
+    if args.reference is not None:
+        if not hasattr(config, "reference"):
+            raise ValueError(f"the {args.recipe} recipe takes no --reference batch")
+        from attrs import evolve
+
+        config = evolve(config, reference=args.reference)
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
     from resgen.training import distributed
@@ -220,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="torch device to train on: cpu (default), cuda, cuda:1, ... (image recipe); a run "
         "folder resumes on any device",
+    )
+    train.add_argument(
+        "--reference",
+        default=None,
+        help="ADM reference batch (.npz with arr_0, mu, sigma) to evaluate against (imagenet)",
     )
     train.set_defaults(func=_cmd_train)
 

@@ -4,8 +4,11 @@ A store is a folder::
 
     codes.npy    [examples, views, length, depth]  uint16 (int32 when a codebook exceeds 65,536)
     labels.npy   [examples]                         int32 class labels
-    status.npy   [examples]                         uint8: 0 = usable, else why it was skipped
-    meta.json    what made it (:class:`StoreMeta`), its shapes, and the skips counted by reason
+    status.npy   [examples]                         uint8: what happened to each example
+    meta.json    what made it (:class:`StoreMeta`), its shapes, and the examples counted by status
+
+A status below ``skipped_from`` (in ``meta.json``) is usable (0 = as read; a recipe may name
+others, e.g. "converted to RGB"); from it on, the example was skipped and its codes are zeros.
 
 ``views`` are the variants of each example that were tokenized (``identity``, ``hflip`` for the
 horizontal flip, ...): training draws an example and a view. The arrays are plain ``.npy`` files,
@@ -130,19 +133,29 @@ class CodeStore:
         meta: what made it.
         codes: ``[examples, views, length, depth]`` memory-mapped codes.
         labels: ``[examples]`` memory-mapped labels.
-        status: ``[examples]`` memory-mapped status (0 = usable).
-        skipped: counts of skipped examples by reason, as written.
+        status: ``[examples]`` memory-mapped status.
+        counts: examples counted by status name (0-counts and ``ok`` left out), as written.
+        skipped: the part of ``counts`` that was skipped.
+        skipped_from: the first status that means "skipped".
     """
 
     def __init__(
-        self, path: Path, meta: StoreMeta, arrays: dict[str, np.ndarray], skipped: dict[str, int]
+        self,
+        path: Path,
+        meta: StoreMeta,
+        arrays: dict[str, np.ndarray],
+        counts: dict[str, int],
+        skipped: dict[str, int],
+        skipped_from: int,
     ) -> None:
         self.path = path
         self.meta = meta
         self.codes = arrays["codes"]
         self.labels = arrays["labels"]
         self.status = arrays["status"]
+        self.counts = counts
         self.skipped = skipped
+        self.skipped_from = skipped_from
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
@@ -153,8 +166,8 @@ class CodeStore:
         return int(self.codes.shape[1])
 
     def usable(self) -> Int[Tensor, " usable"]:
-        """Indices of the examples that were tokenized (status 0), ascending."""
-        return torch.from_numpy(np.flatnonzero(np.asarray(self.status) == 0)).long()
+        """Indices of the examples that were tokenized (status below ``skipped_from``)."""
+        return torch.from_numpy(np.flatnonzero(np.asarray(self.status) < self.skipped_from)).long()
 
     def tokens(
         self, rows: Int[Tensor, " batch"], views: Int[Tensor, " batch"]
@@ -196,7 +209,9 @@ def open_code_store(path: str | Path, expected: StoreMeta | None = None) -> Code
             name: np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             for name in ("codes", "labels", "status")
         }
+        counts = {str(k): int(v) for k, v in saved.get("counts", {}).items()}
         skipped = {str(k): int(v) for k, v in saved.get("skipped", {}).items()}
+        skipped_from = int(saved.get("skipped_from", 1))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"the code store {path} is corrupt: {error!r}") from error
     if expected is not None:
@@ -215,7 +230,7 @@ def open_code_store(path: str | Path, expected: StoreMeta | None = None) -> Code
         or arrays["status"].shape != (count,)
     ):
         raise ValueError(f"the code store {path} is corrupt: its arrays do not fit its meta.json")
-    return CodeStore(path, meta, arrays, skipped)
+    return CodeStore(path, meta, arrays, counts, skipped, skipped_from)
 
 
 def _rank_world() -> tuple[int, int]:
@@ -244,6 +259,7 @@ def write_code_store(
     *,
     chunk: int = 256,
     status_names: tuple[str, ...] = ("ok",),
+    skipped_from: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> CodeStore:
     """Tokenize ``examples`` examples into a store at ``path``, shared by every process.
@@ -256,12 +272,13 @@ def write_code_store(
         meta: what makes it.
         examples: how many examples (rows) it holds.
         encode: ``encode(start, stop)`` returns the codes ``[stop - start, views, length,
-            depth]``, the labels ``[stop - start]`` and the status ``[stop - start]`` (0 =
-            usable; another value says why the example was skipped, its codes are then
-            ignored) of examples ``start .. stop - 1``.
+            depth]``, the labels ``[stop - start]`` and the status ``[stop - start]`` (below
+            ``skipped_from``: usable; from it on: skipped, its codes are then ignored) of
+            examples ``start .. stop - 1``.
         chunk: examples per call of ``encode``; chunk ``k`` (examples ``k * chunk ..``) is done
             by rank ``k mod world``, so the bytes written do not depend on the world size.
-        status_names: the name of each status value, for the skip counts of ``meta.json``.
+        status_names: the name of each status value, for the counts of ``meta.json``.
+        skipped_from: the first status value that means "skipped".
         progress: called with the number of examples this rank just finished (for a bar).
 
     Returns:
@@ -296,7 +313,7 @@ def write_code_store(
                 f"encode({start}, {stop}) returned codes of shape {tuple(got_codes.shape)}, "
                 f"expected {(stop - start, *shape[1:])}"
             )
-        ok = got_status == 0
+        ok = got_status < skipped_from
         got_codes = torch.where(ok[:, None, None, None], got_codes, torch.zeros_like(got_codes))
         if got_codes.numel() and (got_codes.min() < 0 or got_codes.max() >= meta.codes):
             raise ValueError(f"encode({start}, {stop}) returned codes outside 0..{meta.codes - 1}")
@@ -319,7 +336,9 @@ def write_code_store(
             "format": FORMAT,
             "examples": examples,
             "dtype": dtype.name,
-            "skipped": {names[i]: int(c) for i, c in enumerate(counts) if i and c},
+            "counts": {names[i]: int(c) for i, c in enumerate(counts) if i and c},
+            "skipped": {names[i]: int(c) for i, c in enumerate(counts) if i >= skipped_from and c},
+            "skipped_from": skipped_from,
         }
         text = json.dumps(document, indent=2, sort_keys=True) + "\n"
         atomic_write(tmp / "meta.json", lambda file: file.write_text(text))
