@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from resgen.cli import main
 from resgen.data.image_folder import read_cropped
@@ -107,9 +110,8 @@ def test_smoke_runs_on_one_process(folder: tuple[Path, Path], tmp_path: Path) ->
     _check_run(tmp_path / "run", world=1)
 
 
-@pytest.mark.slow
-def test_smoke_runs_on_two_processes(folder: tuple[Path, Path], tmp_path: Path) -> None:
-    root, reference = folder
+def _torchrun(root: Path, reference: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    """The two-process command of the smoke preset and its environment (one thread each)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -117,11 +119,65 @@ def test_smoke_runs_on_two_processes(folder: tuple[Path, Path], tmp_path: Path) 
     }
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", "-m", "resgen.cli"]
-    command += _command(root, reference, tmp_path / "run")
+    return command + _command(root, reference, out), env
+
+
+@pytest.fixture(scope="module")
+def two_processes(folder: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke preset run to the end by two processes, uninterrupted."""
+    out = tmp_path_factory.mktemp("two") / "run"
+    command, env = _torchrun(*folder, out)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    _check_run(tmp_path / "run", world=2)
     assert done.stdout.count("wrote ") == 1  # rank 0 alone reports
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_runs_on_two_processes(two_processes: Path) -> None:
+    _check_run(two_processes, world=2)
+
+
+def _rank_one(torchrun: subprocess.Popen) -> int:
+    """The pid of the worker of rank 1 among torchrun's children."""
+    children = Path(f"/proc/{torchrun.pid}/task/{torchrun.pid}/children").read_text().split()
+    for pid in map(int, children):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if b"RANK=1" in environ:
+            return pid
+    raise AssertionError(f"no worker of rank 1 among {children}")
+
+
+@pytest.mark.slow
+def test_a_process_killed_in_the_generator_stage_resumes_exactly(
+    folder: tuple[Path, Path], two_processes: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    command, env = _torchrun(*folder, out)
+    latest = out / "generator" / "latest" / "config.json"
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as first:
+        deadline = time.monotonic() + 400
+        while not latest.is_file():  # the generator stage wrote its step-8 checkpoint
+            assert first.poll() is None, first.stderr.read()[-4000:]
+            assert time.monotonic() < deadline, "the generator stage never checkpointed"
+            time.sleep(0.02)
+        os.kill(_rank_one(first), signal.SIGKILL)
+        _, errors = first.communicate(timeout=120)
+    assert first.returncode != 0, errors[-2000:]  # torchrun ended rank 0 and failed
+    assert not (out / "generator" / "final").exists() and not (out / "metrics.json").exists()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    _check_run(out, world=2)
+    # The same two processes replay steps 8..15 from the checkpoint with every rank's random
+    # state restored and the same gloo sums: the weights equal the uninterrupted run's exactly.
+    for stage, name in (("codec", "codec"), ("generator", "generator")):
+        straight = load_file(str(two_processes / stage / "final" / f"{name}.safetensors"))
+        resumed = load_file(str(out / stage / "final" / f"{name}.safetensors"))
+        assert straight.keys() == resumed.keys()
+        for key, value in straight.items():
+            assert torch.equal(resumed[key], value), (stage, key)
 
 
 def _error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
