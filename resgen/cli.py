@@ -87,12 +87,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
     config = recipe.configure(args.preset, **overrides)
-    if args.reference is not None:
-        if not hasattr(config, "reference"):
-            raise ValueError(f"the {args.recipe} recipe takes no --reference batch")
-        from attrs import evolve
+    for option in ("reference", "tokenizer"):
+        if getattr(args, option) is not None:
+            if not hasattr(config, option):
+                raise ValueError(f"the {args.recipe} recipe takes no --{option}")
+            from attrs import evolve
 
-        config = evolve(config, reference=args.reference)
+            config = evolve(config, **{option: getattr(args, option)})
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
     from resgen.training import distributed
@@ -231,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference",
         default=None,
         help="ADM reference batch (.npz with arr_0, mu, sigma) to evaluate against (imagenet)",
+    )
+    train.add_argument(
+        "--tokenizer",
+        default=None,
+        help="a finished tokenizer checkpoint folder to use instead of training one (imagenet)",
     )
     train.set_defaults(func=_cmd_train)
 

@@ -78,7 +78,24 @@ from resgen.training.trainer import (
     with_new_stage_options,
 )
 
-__all__ = ["ImageNetConfig", "PRESETS", "configure", "run", "paper_generator_parameters"]
+__all__ = [
+    "ImageNetConfig",
+    "PRESETS",
+    "configure",
+    "evaluate",
+    "paper_generator_parameters",
+    "read_images",
+    "read_samples",
+    "read_splits",
+    "run",
+    "sample_images",
+    "shared_features",
+    "store_meta",
+    "tokenize",
+    "tokenizer_checkpoint",
+    "train_codec",
+    "train_generator",
+]
 
 
 @frozen
@@ -269,16 +286,28 @@ def _unit(pixels: UInt8[Tensor, "n 3 h w"]) -> Float[Tensor, "n 3 h w"]:
 
 
 # --------------------------------------------------------------------------- stage 2: codec
+def tokenizer_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder a ``--tokenizer`` names: a checkpoint folder itself, a stage folder
+    (its ``final/``) or a run folder of this recipe (its ``codec/final/``).
+
+    Raises:
+        CheckpointError: none of these holds a finished checkpoint.
+    """
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "codec").is_dir():
+        return finished_checkpoint(path / "codec")
+    return finished_checkpoint(path)
+
+
 def train_codec(
-    config: ImageNetConfig, train: FolderSplit, folder: Path, device: torch.device
+    config: ImageNetConfig, train: FolderSplit | None, folder: Path, device: torch.device
 ) -> tuple[ImageTokenizer, list[tuple[int, float]]]:
-    """Train the tokenizer on random training crops (or load ``config.tokenizer``)."""
+    """Train the tokenizer on random crops of ``train`` (or load ``config.tokenizer``, when
+    ``train`` is not read)."""
     if config.tokenizer is not None:
-        found = (
-            finished_checkpoint(Path(config.tokenizer).parent)
-            if not (Path(config.tokenizer) / "config.json").is_file()
-            else Path(config.tokenizer)
-        )
+        found = tokenizer_checkpoint(config.tokenizer)
         codec = ImageTokenizer(build_from_config(found, "codec", ImageTokenizerConfig))
         load_checkpoint(found, {"codec": codec})
         if codec.config.image_size != config.codec.image_size:
@@ -287,6 +316,8 @@ def train_codec(
                 f"preset crops to {config.codec.image_size}"
             )
         return codec.to(device).eval(), []
+    if train is None:
+        raise ValueError("training the tokenizer needs the training split")
     torch.manual_seed(config.seed)
     codec = ImageTokenizer(config.codec).to(device)
     spec, files = config.codec_stage, list(train.files)

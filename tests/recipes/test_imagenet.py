@@ -215,3 +215,32 @@ def test_paper_presets_have_the_papers_size_on_the_meta_device() -> None:
     assert PRESETS["paper-d16"].codec.depth == 16 and PRESETS["paper-d8"].codec.depth == 8
     assert PRESETS["paper-d8"].codec.side == 8 and PRESETS["paper-d8"].codec.codes == 16384
     assert 300e6 < paper_generator_parameters(PRESETS["gpu-day"]) < 400e6
+
+
+def test_a_given_tokenizer_is_used_instead_of_training_one(tmp_path: Path) -> None:
+    from attrs import evolve
+
+    from resgen.codecs.image_tokenizer import ImageTokenizer
+    from resgen.recipes.imagenet import train_codec
+    from resgen.training.checkpoint import CheckpointError, save_checkpoint
+
+    smoke = PRESETS["smoke"]
+    given = ImageTokenizer(smoke.codec)
+    save_checkpoint(
+        tmp_path / "run" / "codec" / "final", {"codec": given}, {"codec": smoke.codec.to_dict()}
+    )
+    for where in ("run", "run/codec", "run/codec/final"):
+        config = evolve(smoke, tokenizer=str(tmp_path / where))
+        codec, history = train_codec(config, None, tmp_path / "unused", torch.device("cpu"))
+        assert history == [] and not (tmp_path / "unused").exists()
+        for key, value in given.state_dict().items():
+            assert torch.equal(codec.state_dict()[key], value), key
+    bigger = evolve(
+        smoke, codec=evolve(smoke.codec, image_size=64), tokenizer=str(tmp_path / "run")
+    )
+    with pytest.raises(ValueError, match="reads 32-pixel images"):
+        train_codec(bigger, None, tmp_path / "unused", torch.device("cpu"))
+    with pytest.raises(CheckpointError):
+        train_codec(
+            evolve(smoke, tokenizer=str(tmp_path)), None, tmp_path / "u", torch.device("cpu")
+        )
