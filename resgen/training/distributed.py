@@ -15,7 +15,9 @@ Only rank 0 writes a run folder's logs, plots, samples, ``metrics.json`` and che
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -30,6 +32,7 @@ __all__ = [
     "is_distributed",
     "is_main",
     "local_device",
+    "main_first",
     "rank",
     "release",
     "world_size",
@@ -64,6 +67,28 @@ def barrier() -> None:
     """Wait until every rank gets here (no-op on one process)."""
     if is_distributed():
         dist.barrier()
+
+
+T = TypeVar("T")
+
+
+def main_first(work: Callable[[], T]) -> T:
+    """Run ``work`` on rank 0, then, once it is done, on every other rank: for a step whose first
+    run writes what later runs only read (a corpus, a cache), so the processes do not write it
+    at the same time.
+
+    Args:
+        work: the step; it must find and reuse what rank 0 wrote.
+
+    Returns:
+        What ``work`` returned on this rank.
+    """
+    if is_main():
+        result = work()
+        barrier()
+        return result
+    barrier()
+    return work()
 
 
 def local_device(device: str | torch.device) -> torch.device:

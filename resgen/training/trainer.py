@@ -462,6 +462,8 @@ def run_stage(
             _LossModule(modules, loss_fn),
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,  # buffers that must agree (codebooks) synchronise themselves
+            # some parameters sit out some steps (a null condition, a scheduled-sampling path)
+            find_unused_parameters=True,
         )
     # Each micro-batch also seeds torch's global generators (dropout layers, condition dropout)
     # from (a base drawn once per stage, step, micro-batch): the same draws whichever process
