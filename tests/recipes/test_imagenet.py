@@ -244,3 +244,40 @@ def test_a_given_tokenizer_is_used_instead_of_training_one(tmp_path: Path) -> No
         train_codec(
             evolve(smoke, tokenizer=str(tmp_path)), None, tmp_path / "u", torch.device("cpu")
         )
+
+
+@pytest.mark.parametrize("kind", ["resgen", "token", "ar"])
+def test_every_generator_kind_trains_from_the_code_store_and_samples(
+    kind: str, tmp_path: Path
+) -> None:
+    from attrs import evolve
+
+    from resgen.codecs.image_tokenizer import ImageTokenizer
+    from resgen.data.code_store import write_code_store
+    from resgen.recipes.imagenet import read_samples, sample_images, store_meta, train_generator
+    from resgen.training.trainer import StageSpec
+
+    smoke = PRESETS["smoke"]
+    config = evolve(
+        smoke,
+        generator=kind,
+        generator_stage=StageSpec(steps=2, batch_size=4, lr=1e-3, micro_batches=2),
+        samples_per_class=3,
+        sample_batch=4,
+    )
+    codec = ImageTokenizer(smoke.codec).eval()
+    meta = store_meta(config, codec)
+    codes = torch.randint(0, meta.codes, (10, 2, meta.length, meta.depth))
+
+    def encode(start: int, stop: int):  # noqa: ANN202
+        status = (torch.arange(start, stop) == 3).to(torch.uint8) * 3  # example 3 unreadable
+        return codes[start:stop], torch.arange(start, stop) % 2, status
+
+    store = write_code_store(tmp_path / "codes", meta, 10, encode, chunk=4, skipped_from=3)
+    assert len(store.usable()) == 9
+    device = torch.device("cpu")
+    model, history = train_generator(config, codec, store, 2, tmp_path / "generator", device)
+    assert [step for step, _ in history] == [0, 1]
+    labels = sample_images(config, codec, model, 2, tmp_path / "samples", device)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert read_samples(tmp_path / "samples", labels).shape == (6, 32, 32, 3)
