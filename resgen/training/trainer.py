@@ -48,6 +48,7 @@ from resgen.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from resgen.training.sharding import ShardedModules
 
 __all__ = [
     "BatchPart",
@@ -93,6 +94,10 @@ class StageSpec:
             must divide it; each process accumulates ``micro_batches / world size`` parts.
             1 (the default) with one process is the plain loop, where ``loss_fn`` is called with
             the step alone.
+        sharding: with several processes, ``"ddp"`` (DistributedDataParallel: every process
+            holds the whole model) or ``"fsdp"`` (FSDP2: weights, gradients and optimizer state
+            sharded over the processes, :mod:`~resgen.training.sharding`). One process ignores
+            it.
     """
 
     steps: int = field(validator=validators.ge(1))
@@ -107,6 +112,9 @@ class StageSpec:
     )
     ema_decay: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
     micro_batches: int = field(default=1, validator=validators.ge(1))
+    sharding: Literal["ddp", "fsdp"] = field(
+        default="ddp", validator=validators.in_(("ddp", "fsdp"))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.micro_batches:
@@ -116,7 +124,7 @@ class StageSpec:
             )
 
 
-_NEW_STAGE_OPTIONS = {"micro_batches": 1}
+_NEW_STAGE_OPTIONS = {"micro_batches": 1, "sharding": "ddp"}
 """StageSpec fields added after run folders were first written, with the value that reproduces
 what those runs did."""
 
@@ -435,31 +443,48 @@ def run_stage(
         return StageResult(
             history=history, seconds=seconds, validation=validation, world_size=world
         )
+    start, history, seconds, validation = 0, [], 0.0, []
+    state: dict[str, Any] = {}
+    if resolve_checkpoint(latest) is not None:  # the weights go in before any sharding
+        state = load_checkpoint(latest, modules, config, training_state=True) or {}
+        start, history, seconds, validation = _progress(state, latest)
+    root = _LossModule(modules, loss_fn)
+    sharded = ShardedModules(root, device) if world > 1 and spec.sharding == "fsdp" else None
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
-    start, history, seconds, validation = 0, [], 0.0, []
-    state: dict[str, Any] = {}
-    if resolve_checkpoint(latest) is not None:
-        state = load_checkpoint(latest, modules, config, training_state=True) or {}
-        start, history, seconds, validation = _progress(state, latest)
+    if state:
         if "rng" in state:
             _restore(latest, lambda: set_rng_state(_own_rng(state), device))
         if "optimizer" in state:
-            _restore(latest, lambda: optimizer.load_state_dict(state["optimizer"]))
+            _restore(
+                latest,
+                lambda: (
+                    optimizer.load_state_dict(state["optimizer"])
+                    if sharded is None
+                    else sharded.load_optimizer_state(optimizer, state["optimizer"])
+                ),
+            )
         if average is not None:
             if "average" not in state:
                 raise ValueError(
                     f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
                     "resume with the settings it was started with, or delete it"
                 )
-            _restore(latest, lambda: average.load_state_dict(state["average"]))
+            _restore(
+                latest,
+                lambda: (
+                    average.load_state_dict(state["average"])
+                    if sharded is None
+                    else sharded.load_average_state(average, state["average"])
+                ),
+            )
     ddp: nn.Module | None = None
-    if world > 1:
+    if world > 1 and sharded is None:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(
-            _LossModule(modules, loss_fn),
+            root,
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,  # buffers that must agree (codebooks) synchronise themselves
             # some parameters sit out some steps (a null condition, a scheduled-sampling path)
@@ -480,17 +505,21 @@ def run_stage(
     )
 
     def run_validation(step: int) -> float:
-        """Validate at ``step``; returns the seconds it took (not training time)."""
-        if validate is None or not main:
+        """Validate at ``step`` on rank 0 (with sharded weights, every rank swaps in its shard of
+        the average and gathers the whole for it); returns the seconds it took."""
+        if validate is None or (not main and sharded is None):
             return 0.0
         began = time.perf_counter()
-        for module in modules.values():
-            module.eval()
         averaged = average.swapped() if average is not None else nullcontext()
-        with torch.no_grad(), autocast(spec, device), averaged:
-            validation.append((step, float(validate())))
-        for module in modules.values():
-            module.train()
+        gathered = sharded.whole() if sharded is not None else nullcontext()
+        with averaged, gathered:
+            if main:
+                for module in modules.values():
+                    module.eval()
+                with torch.no_grad(), autocast(spec, device):
+                    validation.append((step, float(validate())))
+                for module in modules.values():
+                    module.train()
         return time.perf_counter() - began
 
     def accumulate(step: int) -> tuple[Tensor, dict[str, float]]:
@@ -502,10 +531,13 @@ def run_stage(
             part = BatchPart(step, index, spec.micro_batches, spec.batch_size)
             last = n == len(own_parts) - 1
             torch.manual_seed(part.generator(micro_seed).initial_seed())
+            if sharded is not None:
+                sharded.gradient_sync(last)
             quiet = ddp.no_sync() if ddp is not None and not last else nullcontext()
+            wrapped = ddp if ddp is not None else root if sharded is not None else None
             with quiet:
                 with autocast(spec, device):
-                    loss, extras = ddp(step, part) if ddp is not None else loss_fn(step, part)
+                    loss, extras = wrapped(step, part) if wrapped else loss_fn(step, part)
                 (loss / len(own_parts)).backward()
             total = total + loss.detach().float()
         mean = total / len(own_parts)
@@ -520,7 +552,9 @@ def run_stage(
 
     def snapshot(step: int) -> dict[str, Any]:
         state = {
-            "optimizer": _to_cpu(optimizer.state_dict()),
+            "optimizer": _to_cpu(optimizer.state_dict())
+            if sharded is None
+            else sharded.optimizer_state(optimizer),
             "step": step,
             "history": history,
             "seconds": seconds,
@@ -530,8 +564,14 @@ def run_stage(
         if not plain:
             state["micro_seed"] = micro_seed
         if average is not None:
-            state["average"] = average.state_dict()
+            state["average"] = (
+                average.state_dict() if sharded is None else sharded.average_state(average)
+            )
         return state
+
+    def saved() -> dict[str, nn.Module]:
+        """What a checkpoint writes of the weights (gathered by every rank when sharded)."""
+        return modules if sharded is None else sharded.gathered_modules(list(modules))
 
     bar = tqdm(
         range(start, spec.steps),
@@ -573,9 +613,9 @@ def run_stage(
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             now = time.perf_counter()
             seconds, tick = seconds + now - tick, now
-            state = snapshot(step + 1)
+            state, weights = snapshot(step + 1), saved()
             if main:
-                save_checkpoint(latest, modules, config, state)
+                save_checkpoint(latest, weights, config, state)
             distributed.barrier()
     bar.close()
     seconds += time.perf_counter() - tick
@@ -588,10 +628,13 @@ def run_stage(
         "validation": validation,
         **_gathered_rng(device),
     }
+    weights = saved()
     if main:
-        save_checkpoint(final, modules, config, final_state)
+        save_checkpoint(final, weights, config, final_state)
         shutil.rmtree(latest, ignore_errors=True)  # final/ is what every reader uses from now on
     distributed.barrier()
+    if sharded is not None:  # the caller samples and evaluates with whole modules
+        sharded.keep_whole()
     for module in modules.values():
         module.eval()
     return StageResult(history=history, seconds=seconds, validation=validation, world_size=world)
