@@ -22,6 +22,8 @@ step's update is that of the whole global batch whatever ``W`` (any ``W`` that d
 loop is the single-process loop above, unchanged. Only rank 0 writes checkpoints and shows the
 progress bar (global examples/s and the world size); a checkpoint holds every rank's random
 state, so a run of the same world size resumes exactly after any of its processes was killed.
+``spec.sharding="fsdp"`` shards the weights with FSDP2 instead of copying them to every process
+(:mod:`~resgen.training.sharding`).
 """
 
 from __future__ import annotations
