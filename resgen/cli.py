@@ -87,12 +87,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
     config = recipe.configure(args.preset, **overrides)
+    from attrs import evolve
+
+    if args.guidance is not None:
+        if not hasattr(config, "guidance_scale"):
+            raise ValueError(f"the {args.recipe} recipe takes no --guidance")
+        config = evolve(config, guidance_scale=args.guidance)
+    if args.steps is not None:
+        if not hasattr(config, "sampler"):
+            raise ValueError(f"the {args.recipe} recipe takes no --steps")
+        config = evolve(config, sampler=evolve(config.sampler, steps=args.steps))
     for option in ("reference", "tokenizer"):
         if getattr(args, option) is not None:
             if not hasattr(config, option):
                 raise ValueError(f"the {args.recipe} recipe takes no --{option}")
-            from attrs import evolve
-
             config = evolve(config, **{option: getattr(args, option)})
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
@@ -227,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="torch device to train on: cpu (default), cuda, cuda:1, ... (image recipe); a run "
         "folder resumes on any device",
+    )
+    train.add_argument(
+        "--guidance",
+        type=non_negative_float,
+        default=None,
+        help="classifier-free guidance scale of the samples (default: the preset's)",
+    )
+    train.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="sampling steps of the samples (default: the preset's)",
     )
     train.add_argument(
         "--reference",

@@ -26,6 +26,7 @@ of a ``torchrun`` world, rank 0 writing):
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -473,12 +474,22 @@ def sample_images(
 ) -> Int[Tensor, " n"]:
     """Write ``samples_per_class`` PNGs per class under ``folder`` (each process a share of the
     batches; batch ``k`` is seeded by ``(seed, k)``, so the images do not depend on the number
-    of processes); returns the labels in file order."""
+    of processes); returns the labels in file order. PNGs an interrupted run left are kept when
+    the sampling settings (``folder/sampling.json``) are the same, else drawn again."""
     from PIL import Image
 
     from resgen.files import atomic_write
 
     labels = torch.arange(num_classes).repeat_interleave(config.samples_per_class)
+    settings = _config_dict(config)
+    settings = {k: settings[k] for k in ("sampler", "guidance_scale", "samples_per_class")}
+    settings["sample_batch"], settings["seed"] = config.sample_batch, config.seed
+    written = folder / "sampling.json"
+    if distributed.is_main():  # samples of other settings (or another generator) go
+        if written.is_file() and read_json(written, "sampling settings") != settings:
+            shutil.rmtree(folder)
+        write_json(written, settings)
+    distributed.barrier()
     sampler = make_sampler(config.generator, config.sampler, config.guidance_scale)
     batches = range(0, len(labels), config.sample_batch)
     rank, world = distributed.rank(), distributed.world_size()

@@ -280,4 +280,11 @@ def test_every_generator_kind_trains_from_the_code_store_and_samples(
     assert [step for step, _ in history] == [0, 1]
     labels = sample_images(config, codec, model, 2, tmp_path / "samples", device)
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert read_samples(tmp_path / "samples", labels).shape == (6, 32, 32, 3)
+    first = read_samples(tmp_path / "samples", labels)
+    assert first.shape == (6, 32, 32, 3)
+    stamps = [p.stat().st_mtime_ns for p in sorted((tmp_path / "samples").rglob("*.png"))]
+    sample_images(config, codec, model, 2, tmp_path / "samples", device)  # same settings: kept
+    assert stamps == [p.stat().st_mtime_ns for p in sorted((tmp_path / "samples").rglob("*.png"))]
+    other = evolve(config, sampler=evolve(config.sampler, steps=2), seed=7)
+    sample_images(other, codec, model, 2, tmp_path / "samples", device)  # drawn again
+    assert not np.array_equal(read_samples(tmp_path / "samples", labels), first)
