@@ -128,7 +128,9 @@ class ImageFashionConfig:
             "depth_layers": 2,
         }
     )
-    objective: ResGenObjective = field(factory=lambda: ResGenObjective(kind="jensen", beta=1.0))
+    objective: ResGenObjective = field(
+        factory=lambda: ResGenObjective(kind="jensen", beta=1.0)
+    )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
     )
