@@ -59,7 +59,14 @@ from resgen.training.checkpoint import (
 )
 from resgen.training.plots import save_image_grid, save_loss_plot
 from resgen.training.run_lock import check_run_folder, lock_run_folder
-from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.trainer import (
+    BatchPart,
+    StageSpec,
+    batch_generator,
+    resolve_device,
+    run_stage,
+    with_new_stage_options,
+)
 from resgen.typing import Images, Labels
 
 __all__ = [
@@ -214,10 +221,12 @@ def train_codec(
     codec = ImageRVQVAE(config.codec).to(device)
     spec = config.codec_stage
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(
             len(images), (spec.batch_size,), generator=batch_generator(config.seed, step)
         )
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx = part.rows(idx)
         loss, out = codec.loss(_pick(images, idx, device))
         return loss, {"ppl": float(out.perplexity.mean())}
 
@@ -255,9 +264,11 @@ def train_classifier(
     classifier = FashionClassifier(NUM_CLASSES).to(device)
     spec = config.classifier_stage
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 1, step)  # CPU: the same batches on every device
         idx = torch.randint(len(images), (spec.batch_size,), generator=gen)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx, gen = part.rows(idx), part.generator(config.seed + 1)
         batch = images[idx.to(images.device)].cpu()
         flip = torch.rand(len(batch), generator=gen) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
@@ -349,10 +360,12 @@ def train_generator(
     spec = config.generator_stage
     schedule = CosineSchedule()
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)
         idx = torch.randint(len(tokens), (spec.batch_size,), generator=gen)
         noise = gen if device.type == "cpu" else batch_generator(config.seed + 2, step, device)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx, noise = part.rows(idx), part.generator(config.seed + 2, device)
         loss = generator_loss(
             config.generator,
             model,
@@ -479,7 +492,10 @@ def _run(
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (only those stages re-run);
         # anything that shaped a trained stage may not.
-        saved = with_new_objective_options(read_config_json(out / "recipe.json"))
+        saved = with_new_stage_options(
+            with_new_objective_options(read_config_json(out / "recipe.json")),
+            ("codec_stage", "classifier_stage", "generator_stage"),
+        )
         changed = sorted(k for k in _TRAINING_FIELDS if saved.get(k) != config_dict.get(k))
         if changed:
             raise ValueError(
