@@ -5,13 +5,14 @@ tokens (residual quantization is greedy, so they are exactly what a depth-8 pref
 writes). On those tokens every generator trains with the same width, blocks, steps, batch and
 data order, for each training seed:
 
-- ``resgen``: the library's default (Jensen objective, beta = 1, per-count target scales;
-  guidance on the mixture logits);
+- ``resgen``: the library's default (Jensen objective, beta = 1, per-count target scales,
+  regression weight 0.1; guidance on the mixture logits);
 - ``token``: token-level masked prediction; ``ar``: the autoregressive RQ-Transformer;
-- ablations of ResGen (first seed only): ``resgen-unnormalized`` (no per-count target scales),
-  ``resgen-clam`` (CLaM-TTS's soft-responsibility bound) and, on trained networks without
-  retraining, ``resgen-hidden-guidance`` (guidance on the hidden state, as before) and
-  ``resgen-before`` (both old choices: the method as it stood).
+- ablations of ResGen (first seed only): ``resgen-unbalanced`` (regression weight 1),
+  ``resgen-unnormalized`` (no per-count target scales, regression weight 1), ``resgen-clam``
+  (CLaM-TTS's soft-responsibility bound) and, on trained networks without retraining,
+  ``resgen-hidden-guidance`` (guidance on the hidden state, as before) and ``resgen-before``
+  (the method as it stood: no target scales, weight 1, guidance on the hidden state).
 
 Each model's classifier-free guidance scale is chosen on a held-out sweep (its own sampling seed,
 best class accuracy; ties go to the smaller scale); then ``--eval-samples`` images per seed are
@@ -24,8 +25,8 @@ keeps the sampled component equal to the depth-0 token it writes.
     python benchmarks/generator_quality.py --out runs/quality                  # CPU, ~1.5 h
     python benchmarks/generator_quality.py --out runs/quality --preset smoke   # a minute
 
-Every stage is cached in ``--out``: re-running the command resumes. The table is printed, and
-written with the command, date and git commit to ``--json`` (default
+Every stage is cached in ``--out``, each seed's evaluation too: re-running the command resumes.
+The table is printed, and written with the command, date and git commit to ``--json`` (default
 ``docs/results/generator_quality.json``).
 """
 
@@ -140,12 +141,14 @@ class Row:
     all_seeds: bool = False
 
 
-_JENSEN = ResGenObjective(kind="jensen", beta=1.0, normalize_targets=True)
+_DEFAULT = ImageFashionConfig().objective  # the library's default objective
 TRAINED = {
-    "resgen": Trained("resgen", _JENSEN),
-    "resgen-unnormalized": Trained("resgen", evolve(_JENSEN, normalize_targets=False)),
+    "resgen": Trained("resgen", _DEFAULT),
+    "resgen-unbalanced": Trained("resgen", evolve(_DEFAULT, regression_weight=1.0)),
+    "resgen-unnormalized": Trained(
+        "resgen", evolve(_DEFAULT, normalize_targets=False, regression_weight=1.0)
+    ),
     "resgen-clam": Trained("resgen", ResGenObjective(kind="clam", normalize_targets=True)),
-    "resgen-balanced": Trained("resgen", evolve(_JENSEN, regression_weight=0.1)),
     "token": Trained("token"),
     "ar": Trained("ar"),
 }
@@ -154,10 +157,10 @@ ROWS = {
     "token": Row("token", all_seeds=True),
     "ar": Row("ar", all_seeds=True),
     "resgen-hidden-guidance": Row("resgen", guidance="hidden"),
+    "resgen-unbalanced": Row("resgen-unbalanced"),
     "resgen-unnormalized": Row("resgen-unnormalized"),
     "resgen-before": Row("resgen-unnormalized", guidance="hidden"),
     "resgen-clam": Row("resgen-clam"),
-    "resgen-balanced": Row("resgen-balanced"),
 }
 
 
@@ -399,6 +402,66 @@ def guidance_fidelity(
 
 
 # --------------------------------------------------------------------------- the comparison
+def evaluate_seed(
+    name: str,
+    depth: int,
+    seed: int,
+    preset: Preset,
+    shared: dict[str, Any],
+    out: Path,
+    device: torch.device,
+) -> tuple[dict[str, Any], Tensor, Tensor]:
+    """One seed of one row: train (or load), sweep the guidance scale, score ``eval_samples``.
+
+    Returns the seed's record, and per evaluated image whether the classifier agreed
+    ``[eval_samples]`` and its classifier features ``[eval_samples, features]``; all three are
+    cached in ``out`` (a re-run reads them instead of sampling again).
+    """
+    cache = out / f"eval_{name}_d{depth}_s{seed}"
+    if (cache / "record.json").is_file():
+        tensors = load_file(str(cache / "scores.safetensors"))
+        record = json.loads((cache / "record.json").read_text())
+        return record, tensors["correct"], tensors["features"]
+    row = ROWS[name]
+    codec, classifier = shared["codec"], shared["classifier"]
+    model, quantizer, train_seconds = train_one(
+        row.trained, depth, seed, preset, shared, out, device
+    )
+    sweep_labels = balanced_labels(preset.sweep_samples)
+    eval_labels = balanced_labels(preset.eval_samples)
+    sweep = {}
+    for scale in preset.scales:
+        images = sample_images(
+            row, model, quantizer, codec, preset, sweep_labels, scale, 1000 + seed, device
+        )
+        sweep[scale] = float(score(classifier, images, sweep_labels)[0].mean())
+    best = max(preset.scales, key=lambda s: (round(sweep[s], 6), -s))
+    tick = time.perf_counter()
+    images = sample_images(
+        row, model, quantizer, codec, preset, eval_labels, best, 2000 + seed, device
+    )
+    seconds = (time.perf_counter() - tick) / len(eval_labels)
+    correct, features = score(classifier, images, eval_labels)
+    grid = torch.cat([images[c * len(images) // NUM_CLASSES :][:10] for c in range(NUM_CLASSES)])
+    save_image_grid(grid, out / f"samples_{name}_d{depth}_s{seed}.png", rows=NUM_CLASSES)
+    record = {
+        "seed": seed,
+        "sweep": {str(k): v for k, v in sweep.items()},
+        "guidance_scale": best,
+        "class_accuracy": float(correct.float().mean()),
+        "train_seconds": train_seconds,
+        "seconds_per_image": seconds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {"correct": correct.contiguous(), "features": features.contiguous()},
+        str(cache / "scores.safetensors"),
+    )
+    (cache / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record, correct, features
+
+
 def evaluate_row(
     name: str,
     depth: int,
@@ -408,68 +471,49 @@ def evaluate_row(
     out: Path,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Sweep the guidance scale per seed, then score ``eval_samples`` per seed."""
-    row = ROWS[name]
-    codec, classifier = shared["codec"], shared["classifier"]
-    sweep_labels = balanced_labels(preset.sweep_samples)
-    eval_labels = balanced_labels(preset.eval_samples)
-    per_seed, correct, features, seconds = [], [], [], []
+    """:func:`evaluate_seed` for every seed, pooled: accuracy and FID with their intervals."""
+    per_seed, correct, features = [], [], []
     for seed in seeds:
-        model, quantizer, train_seconds = train_one(
-            row.trained, depth, seed, preset, shared, out, device
+        record, seed_correct, seed_features = evaluate_seed(
+            name, depth, seed, preset, shared, out, device
         )
-        sweep = {}
-        for scale in preset.scales:
-            images = sample_images(
-                row, model, quantizer, codec, preset, sweep_labels, scale, 1000 + seed, device
-            )
-            sweep[scale] = float(score(classifier, images, sweep_labels)[0].mean())
-        best = max(preset.scales, key=lambda s: (round(sweep[s], 6), -s))
-        tick = time.perf_counter()
-        images = sample_images(
-            row, model, quantizer, codec, preset, eval_labels, best, 2000 + seed, device
-        )
-        seconds.append((time.perf_counter() - tick) / len(eval_labels))
-        seed_correct, seed_features = score(classifier, images, eval_labels)
+        per_seed.append(record)
         correct.append(seed_correct)
         features.append(seed_features)
-        grid = torch.cat(
-            [images[c * len(images) // NUM_CLASSES :][:10] for c in range(NUM_CLASSES)]
-        )
-        save_image_grid(grid, out / f"samples_{name}_d{depth}_s{seed}.png", rows=NUM_CLASSES)
-        per_seed.append(
-            {
-                "seed": seed,
-                "sweep": {str(k): v for k, v in sweep.items()},
-                "guidance_scale": best,
-                "class_accuracy": float(seed_correct.mean()),
-                "train_seconds": train_seconds,
-            }
-        )
-        print(json.dumps({"row": name, "depth": depth, **per_seed[-1]}), flush=True)
+        print(json.dumps({"row": name, "depth": depth, **record}), flush=True)
     all_correct, all_features = torch.cat(correct), torch.cat(features)
     fid, fid_ci = fid_interval(all_features, shared["test_stats"])
     return {
         "row": name,
         "depth": depth,
         "seeds": seeds,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "class_accuracy": float(all_correct.mean()),
+        "parameters": per_seed[0]["parameters"],
+        "class_accuracy": float(all_correct.float().mean()),
         "class_accuracy_interval_95": list(ratio_interval(all_correct, resamples=2000)),
         "fid_classifier": fid,
         "fid_classifier_interval_95": list(fid_ci),
         "samples": len(all_correct),
-        "seconds_per_image": sum(seconds) / len(seconds),
+        "seconds_per_image": sum(r["seconds_per_image"] for r in per_seed) / len(per_seed),
         "per_seed": per_seed,
     }
 
 
+DIAGNOSED = ("resgen", "resgen-unbalanced", "resgen-unnormalized")
+"""The trained ResGen configurations whose calibration by count the diagnostics compare."""
+
+
 def diagnostics(
-    depth: int, preset: Preset, shared: dict[str, Any], out: Path, device: torch.device
+    depth: int,
+    names: list[str],
+    preset: Preset,
+    shared: dict[str, Any],
+    out: Path,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """Calibration by count and guidance fidelity of the first seed's ResGen networks."""
+    """Calibration by count of the first seed's ResGen networks ``names`` (of
+    :data:`DIAGNOSED`), and the guidance fidelity of the default one."""
     result: dict[str, Any] = {"depth": depth}
-    for name in ("resgen", "resgen-unnormalized"):
+    for name in names:
         model, quantizer, _ = train_one(name, depth, 0, preset, shared, out, device)
         tokens = shared["test_tokens"][..., :depth]
         result[f"calibration_{name}"] = calibration_by_count(
@@ -545,8 +589,15 @@ def main(argv: list[str] | None = None) -> int:
             seeds = args.seeds if ROWS[name].all_seeds else args.seeds[:1]
             rows.append(evaluate_row(name, depth, seeds, preset, shared, args.out, device))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_seed"}), flush=True)
-        if {"resgen", "resgen-unnormalized"} <= set(args.rows):
-            diagnosis.append(diagnostics(depth, preset, shared, args.out, device))
+        if "resgen" in args.rows:
+            # the ablations' networks too when an earlier run of --out trained them
+            first = args.seeds[0]
+            names = [
+                n
+                for n in DIAGNOSED
+                if n in args.rows or (args.out / f"{n}_d{depth}_s{first}" / "final").is_dir()
+            ]
+            diagnosis.append(diagnostics(depth, names, preset, shared, args.out, device))
     table = markdown_table(rows)
     print("\n" + table, flush=True)
     record = {

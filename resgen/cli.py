@@ -87,12 +87,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
         k: v for k, v in (("generator", args.model), ("depth", args.depth)) if v is not None
     }
     config = recipe.configure(args.preset, **overrides)
+    from attrs import evolve
+
+    if args.guidance is not None:
+        if not hasattr(config, "guidance_scale"):
+            raise ValueError(f"the {args.recipe} recipe takes no --guidance")
+        config = evolve(config, guidance_scale=args.guidance)
+    if args.steps is not None:
+        if not hasattr(config, "sampler"):
+            raise ValueError(f"the {args.recipe} recipe takes no --steps")
+        config = evolve(config, sampler=evolve(config.sampler, steps=args.steps))
+    for option in ("reference", "tokenizer"):
+        if getattr(args, option) is not None:
+            if not hasattr(config, option):
+                raise ValueError(f"the {args.recipe} recipe takes no --{option}")
+            config = evolve(config, **{option: getattr(args, option)})
     suffix = "".join(f"-{v}" for v in overrides.values())
     out = Path(args.out or f"runs/{args.recipe}-{args.preset}{suffix}")
-    # every recipe checks the device before any work (an unknown one, or one it does not run on)
-    metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
-    print(json.dumps(metrics, indent=2))
-    print(f"wrote {out}: metrics.json, loss.png and the samples")
+    from resgen.training import distributed
+
+    # under torchrun every process runs this; rank 0 writes the run folder and reports
+    distributed.init_from_env(args.device)
+    writer = distributed.is_main()
+    try:
+        # every recipe checks the device before any work (an unknown one, or one it does not
+        # run on)
+        metrics = recipe.run(out, config, data_dir=args.data_dir, device=args.device)
+    finally:
+        distributed.release()
+    if writer:
+        print(json.dumps(metrics, indent=2))
+        print(f"wrote {out}: metrics.json, loss.png and the samples")
     return 0
 
 
@@ -223,6 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         help="torch device to train on: cpu (default), cuda, cuda:1, ... (image recipe); a run "
         "folder resumes on any device",
+    )
+    train.add_argument(
+        "--guidance",
+        type=non_negative_float,
+        default=None,
+        help="classifier-free guidance scale of the samples (default: the preset's)",
+    )
+    train.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="sampling steps of the samples (default: the preset's)",
+    )
+    train.add_argument(
+        "--reference",
+        default=None,
+        help="ADM reference batch (.npz with arr_0, mu, sigma) to evaluate against (imagenet)",
+    )
+    train.add_argument(
+        "--tokenizer",
+        default=None,
+        help="a finished tokenizer checkpoint folder to use instead of training one (imagenet)",
     )
     train.set_defaults(func=_cmd_train)
 

@@ -1,15 +1,19 @@
-"""A folder of your own images, one sub-folder per class, as a training set for the image recipe.
+"""An ImageNet-style image folder (``train/<class>/*.JPEG``, ``val/<class>/...``) and ADM's crop.
 
-Layout::
+:func:`scan_split` lists a split's classes (sub-folders, sorted by name: label ``i`` is the
+``i``-th) and image files (sorted), refusing what cannot be a data set with one clear line: a
+missing folder, no class folder, a class folder without images. :func:`check_same_classes`
+refuses a validation split whose classes differ from training's. :func:`read_cropped` decodes
+one file and crops it the way ADM's ImageNet pipeline does (:func:`adm_center_crop`), and says
+what it had to do, so a recipe counts it instead of failing on the millionth file:
 
-    my-images/
-        cats/      a.png b.jpg ...
-        dogs/      ...
+* :data:`CONVERTED` -- not an 8-bit RGB image (grayscale, CMYK, palette, with alpha...):
+  converted to RGB, as PIL's ``convert("RGB")`` does;
+* :data:`UPSCALED` -- its shorter side is below the crop: upscaled (bicubic) to the crop, as ADM
+  does for every image whose shorter side is not the crop size;
+* :data:`UNREADABLE` -- corrupt, truncated or not an image: skipped (``None`` pixels).
 
-Class ``c`` is the ``c``-th sub-folder in name order; a folder holding image files and no
-sub-folder is one class. Every image is converted to the recipe's format: grayscale, centre-cropped
-to a square and resized to ``size`` x ``size`` (Lanczos), pixels in ``[-1, 1]``. The last tenth of
-each class (files in name order, at least one) is held out as the test split.
+An image is given the first status that applies, in the order unreadable, upscaled, converted.
 """
 
 from __future__ import annotations
@@ -17,104 +21,131 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from attrs import frozen
-from jaxtyping import Float, Int
-from torch import Tensor
+from jaxtyping import UInt8
 
-from resgen.data.image_io import IMAGE_SUFFIXES, _read_image, list_images
+__all__ = [
+    "CONVERTED",
+    "OK",
+    "STATUS_NAMES",
+    "UNREADABLE",
+    "UPSCALED",
+    "FolderSplit",
+    "adm_center_crop",
+    "check_same_classes",
+    "read_cropped",
+    "scan_split",
+]
 
-__all__ = ["ImageFolderSplit", "is_image_folder", "load_image_folder"]
+OK, CONVERTED, UPSCALED, UNREADABLE = 0, 1, 2, 3
+STATUS_NAMES = ("ok", "converted_to_rgb", "upscaled_to_crop", "unreadable_skipped")
+"""The name of each status (:data:`OK` ... :data:`UNREADABLE`), as counted in ``metrics.json``."""
 
-MIN_PER_CLASS = 2
-"""Images a class needs: at least one to train on and one to hold out."""
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
 
 @frozen
-class ImageFolderSplit:
-    """What :func:`load_image_folder` returns.
+class FolderSplit:
+    """One split of an image folder.
 
     Attributes:
-        classes: class names (the sub-folders), index = label.
-        train_images: ``[n, 1, size, size]`` in ``[-1, 1]``.
-        train_labels: ``[n]``.
-        test_images: ``[m, 1, size, size]``: the last tenth of each class.
-        test_labels: ``[m]``.
+        root: the split's folder (e.g. ``ROOT/train``).
+        classes: class folder names, sorted; label ``i`` is ``classes[i]``.
+        files: every image file, by class then name.
+        labels: the label of each file.
     """
 
+    root: Path
     classes: tuple[str, ...]
-    train_images: Float[Tensor, "train 1 size size"]
-    train_labels: Int[Tensor, " train"]
-    test_images: Float[Tensor, "test 1 size size"]
-    test_labels: Int[Tensor, " test"]
+    files: tuple[Path, ...]
+    labels: tuple[int, ...]
 
 
-def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
-
-
-def is_image_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` is laid out as a folder of images (class sub-folders holding image
-    files, or image files directly), as opposed to a folder of Fashion-MNIST's IDX files."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return False
-    subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return _has_images(folder) or any(_has_images(p) for p in subfolders)
-
-
-def _to_square_gray(path: Path, size: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    pixels = _read_image(path)  # uint8 [h, w] or [h, w, 3]; a clear error for a bad file
-    image = Image.fromarray(pixels).convert("L")
-    return np.asarray(ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS))
-
-
-def load_image_folder(folder: str | Path, size: int = 28) -> ImageFolderSplit:
-    """Read a folder of class sub-folders (see the module docstring) and split it.
+def scan_split(root: str | Path, split: str) -> FolderSplit:
+    """List the classes and images of ``root/split``.
 
     Args:
-        folder: the root folder.
-        size: side of the square images returned.
-
-    Returns:
-        The class names and the train and test splits.
+        root: the data set's folder (holding ``train/`` and ``val/``).
+        split: ``"train"`` or ``"val"``.
 
     Raises:
-        NotADirectoryError: ``folder`` is not a folder.
-        ValueError: no image at all, a class with fewer than :data:`MIN_PER_CLASS` images, or a
-            file that is not a readable image (named).
+        FileNotFoundError: ``root`` or ``root/split`` is missing.
+        ValueError: it holds no class folder, or a class folder holds no image file.
     """
-    root = Path(folder)
+    root = Path(root)
     if not root.is_dir():
-        raise NotADirectoryError(f"not a folder of images: {root}")
-    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    class_dirs = [p for p in subfolders if _has_images(p)] or ([root] if _has_images(root) else [])
-    if not class_dirs:
-        raise ValueError(
-            f"no images in {root}: put each class's images ({', '.join(IMAGE_SUFFIXES)}) in a "
-            "sub-folder named after the class"
-        )
-    parts: dict[str, list[tuple[np.ndarray, int]]] = {"train": [], "test": []}
-    for label, class_dir in enumerate(class_dirs):
-        files = list_images(class_dir)
-        if len(files) < MIN_PER_CLASS:
+        raise FileNotFoundError(f"the image folder {root} does not exist (give --data-dir ROOT)")
+    folder = root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: ROOT must hold {split}/<class>/<images>")
+    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    if not classes:
+        raise ValueError(f"{folder} holds no class folder (expected {split}/<class>/<images>)")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
             raise ValueError(
-                f"class {class_dir.name!r} has {len(files)} image(s); each class needs at least "
-                f"{MIN_PER_CLASS} (one is held out for testing)"
+                f"the class folder {folder / name} holds no image "
+                f"({', '.join(IMAGE_SUFFIXES)}); remove it or add its images"
             )
-        held_out = max(1, len(files) // 10)
-        for index, path in enumerate(files):
-            split = "test" if index >= len(files) - held_out else "train"
-            parts[split].append((_to_square_gray(path, size), label))
+        files += found
+        labels += [label] * len(found)
+    return FolderSplit(folder, classes, tuple(files), tuple(labels))
 
-    def stack(items: list[tuple[np.ndarray, int]]) -> tuple[Tensor, Tensor]:
-        pixels = torch.from_numpy(np.stack([p for p, _ in items]))[:, None].float()
-        labels = torch.tensor([label for _, label in items], dtype=torch.long)
-        return pixels / 127.5 - 1.0, labels
 
-    train_x, train_y = stack(parts["train"])
-    test_x, test_y = stack(parts["test"])
-    names = tuple(p.name for p in class_dirs) if class_dirs != [root] else (root.name,)
-    return ImageFolderSplit(names, train_x, train_y, test_x, test_y)
+def check_same_classes(train: FolderSplit, val: FolderSplit) -> None:
+    """Refuse a validation split whose class folders differ from training's.
+
+    Raises:
+        ValueError: the message names the classes only one split has.
+    """
+    if train.classes == val.classes:
+        return
+    only_train = sorted(set(train.classes) - set(val.classes))
+    only_val = sorted(set(val.classes) - set(train.classes))
+    raise ValueError(
+        f"the labels of {train.root} and {val.root} disagree: only in train: "
+        f"{only_train[:5] or 'none'}{' ...' if len(only_train) > 5 else ''}; only in val: "
+        f"{only_val[:5] or 'none'}{' ...' if len(only_val) > 5 else ''}"
+    )
+
+
+def adm_center_crop(image: object, size: int) -> UInt8[np.ndarray, "size size 3"]:
+    """ADM's centre crop of a PIL RGB image: halve it (box filter) while its shorter side is at
+    least ``2 * size``, resize it (bicubic) so the shorter side is ``size``, take the centre.
+
+    Args:
+        image: a ``PIL.Image.Image`` in mode RGB.
+        size: the crop's side.
+
+    Returns:
+        ``[size, size, 3]`` uint8 pixels.
+    """
+    from PIL import Image
+
+    while min(image.size) >= 2 * size:
+        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.BOX)
+    scale = size / min(image.size)
+    image = image.resize(tuple(round(side * scale) for side in image.size), Image.BICUBIC)
+    pixels = np.asarray(image)
+    top, left = (pixels.shape[0] - size) // 2, (pixels.shape[1] - size) // 2
+    return np.ascontiguousarray(pixels[top : top + size, left : left + size])
+
+
+def read_cropped(path: Path, size: int) -> tuple[UInt8[np.ndarray, "size size 3"] | None, int]:
+    """Decode ``path`` and crop it (:func:`adm_center_crop`); returns the pixels (``None`` when
+    unreadable) and the status (:data:`OK`, :data:`CONVERTED`, :data:`UPSCALED` or
+    :data:`UNREADABLE`, see the module's documentation)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # a truncated file fails here
+            converted = image.mode != "RGB"
+            rgb = image.convert("RGB") if converted else image.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None, UNREADABLE
+    status = UPSCALED if min(rgb.size) < size else CONVERTED if converted else OK
+    return adm_center_crop(rgb, size), status

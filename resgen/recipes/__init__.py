@@ -18,6 +18,11 @@ RECIPES: dict[str, tuple[str, str]] = {
         "resgen.recipes.image_fashion",
         "class-conditional ResGen on Fashion-MNIST (codec, classifier, generator, samples)",
     ),
+    "imagenet": (
+        "resgen.recipes.imagenet",
+        "class-conditional ResGen on ImageNet 256 (image folder, tokenizer, code store, "
+        "generator, 50 samples per class, FID/IS/precision/recall); runs under torchrun",
+    ),
     "tts-synth": (
         "resgen.recipes.tts_synth",
         "zero-shot TTS on the synthetic multi-speaker corpus (codec, ResGen, AR baseline, WAVs)",

@@ -1,7 +1,7 @@
 """Recipe ``image-fashion``: class-conditional ResGen on Fashion-MNIST, end to end on a CPU.
 
 The data are Fashion-MNIST, or your own images: a ``data_dir`` laid out as one sub-folder of
-images per class (:mod:`resgen.data.image_folder`) is read instead, converted to 28x28 grayscale,
+images per class (:mod:`resgen.data.class_folders`) is read instead, converted to 28x28 grayscale,
 and every stage works on its classes.
 
 Stages (each resumable, each under its own folder of ``--out``):
@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
+from resgen.data.class_folders import is_class_folders, load_class_folders
 from resgen.data.fashion_mnist import FASHION_CLASSES, load_fashion_mnist
-from resgen.data.image_folder import is_image_folder, load_image_folder
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
@@ -64,7 +64,14 @@ from resgen.training.checkpoint import (
 )
 from resgen.training.plots import save_image_grid, save_loss_plot
 from resgen.training.run_lock import check_run_folder, lock_run_folder
-from resgen.training.trainer import StageSpec, batch_generator, resolve_device, run_stage
+from resgen.training.trainer import (
+    BatchPart,
+    StageSpec,
+    batch_generator,
+    resolve_device,
+    run_stage,
+    with_new_stage_options,
+)
 from resgen.typing import Images, Labels
 
 __all__ = [
@@ -137,7 +144,9 @@ class ImageFashionConfig:
         }
     )
     objective: ResGenObjective = field(
-        factory=lambda: ResGenObjective(kind="jensen", beta=1.0)
+        factory=lambda: ResGenObjective(
+            kind="jensen", beta=1.0, normalize_targets=True, regression_weight=0.1
+        )
     )
     generator_stage: StageSpec = field(
         factory=lambda: StageSpec(steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100)
@@ -227,10 +236,12 @@ def train_codec(
     codec = ImageRVQVAE(config.codec).to(device)
     spec = config.codec_stage
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         idx = torch.randint(
             len(images), (spec.batch_size,), generator=batch_generator(config.seed, step)
         )
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx = part.rows(idx)
         loss, out = codec.loss(_pick(images, idx, device))
         return loss, {"ppl": float(out.perplexity.mean())}
 
@@ -270,9 +281,11 @@ def train_classifier(
     classifier = FashionClassifier(num_classes).to(device)
     spec = config.classifier_stage
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 1, step)  # CPU: the same batches on every device
         idx = torch.randint(len(images), (spec.batch_size,), generator=gen)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx, gen = part.rows(idx), part.generator(config.seed + 1)
         batch = images[idx.to(images.device)].cpu()
         flip = torch.rand(len(batch), generator=gen) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
@@ -366,10 +379,12 @@ def train_generator(
     spec = config.generator_stage
     schedule = CosineSchedule()
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         gen = batch_generator(config.seed + 2, step)
         idx = torch.randint(len(tokens), (spec.batch_size,), generator=gen)
         noise = gen if device.type == "cpu" else batch_generator(config.seed + 2, step, device)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            idx, noise = part.rows(idx), part.generator(config.seed + 2, device)
         loss = generator_loss(
             config.generator,
             model,
@@ -484,12 +499,12 @@ def read_data(
     """The class names and the training and test images and labels of a run.
 
     ``data_dir`` laid out as a folder of images (one sub-folder per class, see
-    :mod:`resgen.data.image_folder`) gives your own images at 28x28 grayscale, with the last
+    :mod:`resgen.data.class_folders`) gives your own images at 28x28 grayscale, with the last
     tenth of each class as the test split; any other ``data_dir`` (or ``None``) is read as the
     Fashion-MNIST files. ``config.train_subset`` and ``config.test_subset`` apply to both.
     """
-    if data_dir is not None and is_image_folder(data_dir):
-        split = load_image_folder(data_dir, IMAGE_SIZE)
+    if data_dir is not None and is_class_folders(data_dir):
+        split = load_class_folders(data_dir, IMAGE_SIZE)
         classes = split.classes
         train_x, train_y = split.train_images, split.train_labels
         test_x, test_y = split.test_images, split.test_labels
@@ -535,7 +550,10 @@ def _run(
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (only those stages re-run);
         # anything that shaped a trained stage may not.
-        saved = with_new_objective_options(read_config_json(out / "recipe.json"))
+        saved = with_new_stage_options(
+            with_new_objective_options(read_config_json(out / "recipe.json")),
+            ("codec_stage", "classifier_stage", "generator_stage"),
+        )
         changed = sorted(k for k in _TRAINING_FIELDS if saved.get(k) != config_dict.get(k))
         if changed:
             raise ValueError(

@@ -87,6 +87,7 @@ from resgen.networks.tts_transformer import (
 )
 from resgen.recipes.generators import with_new_objective_options
 from resgen.recipes.tts_synth_config import PRESETS, REFERENCE_ROWS, TTSSynthConfig
+from resgen.training import distributed
 from resgen.training.checkpoint import (
     CheckpointError,
     build_from_config,
@@ -97,13 +98,20 @@ from resgen.training.checkpoint import (
 )
 from resgen.training.plots import save_loss_plot
 from resgen.training.run_lock import check_run_folder, lock_run_folder
-from resgen.training.trainer import StageResult, batch_generator, run_stage
+from resgen.training.trainer import (
+    BatchPart,
+    StageResult,
+    batch_generator,
+    run_stage,
+    with_new_stage_options,
+)
 from resgen.tts.batches import (
     TTSBatch,
     Utterance,
     by_speaker,
     held_out_batches,
     load_mels,
+    select_rows,
     tokenize,
     training_batch,
 )
@@ -215,9 +223,11 @@ def train_codec(
     codec.fit_normalization(stacked, torch.arange(longest)[None] >= lengths[:, None])
     spec = config.codec_stage
 
-    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         gen = batch_generator(config.seed, step)
         batch, padding = _crop_batch(mels, config.codec_crop_frames, spec.batch_size, gen)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            batch, padding = part.rows(batch), part.rows(padding)
         loss, out = codec.loss(batch, padding)
         return loss, {"ppl": float(out.perplexity.mean())}
 
@@ -366,8 +376,10 @@ def train_resgen(
     def batch_loss(batch: TTSBatch, gen: torch.Generator, guess: Tensor | None = None) -> Tensor:
         return prompted_resgen_loss(model, codec, batch, gen, config.objective, guess)
 
-    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         batch, gen = _generator_batch(config, train, speakers, max_length, step)
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            batch, gen = select_rows(batch, part.start, part.stop), part.generator(config.seed + 2)
         own = config.scheduled_sampling > 0 and (
             float(torch.rand((), generator=gen)) < config.scheduled_sampling
         )
@@ -420,8 +432,10 @@ def train_ar(
         )
         return ar_loss(bound, batch.tokens, labels, padding=batch.padding)
 
-    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         batch, _ = _generator_batch(config, train, speakers, max_length, step)  # as ResGen's
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            batch = select_rows(batch, part.start, part.stop)
         out = batch_loss(batch)
         return out.loss, {"acc": out.accuracy}
 
@@ -694,7 +708,10 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (evaluation always re-runs);
         # anything that shaped a trained stage may not.
-        saved = with_new_objective_options(read_json(out / "recipe.json", "recipe configuration"))
+        saved = with_new_stage_options(
+            with_new_objective_options(read_json(out / "recipe.json", "recipe configuration")),
+            ("codec_stage", "generator_stage", "aligner_stage", "timing_stage"),
+        )
         changed = sorted(
             k
             for k in set(saved) | set(config_dict)
@@ -705,12 +722,13 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
                 f"{out} holds a run trained with another configuration (differs in: "
                 f"{', '.join(changed)}); use a new --out folder"
             )
-    write_json(out / "recipe.json", config_dict)
+    if distributed.is_main():  # under torchrun, rank 0 writes the run folder's own files
+        write_json(out / "recipe.json", config_dict)
     wall: dict[str, float] = {}
 
     tick = time.perf_counter()
     corpus = Path(data_dir) if data_dir is not None else out / "corpus"
-    manifest = build_corpus(corpus, config.corpus)
+    manifest = distributed.main_first(lambda: build_corpus(corpus, config.corpus))
     records = read_manifest(manifest)
     texts = _texts(config, records, corpus, out)
     wall["corpus"] = time.perf_counter() - tick
@@ -735,7 +753,9 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
         wall["aligner"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    utterances = tokenize(codec, records, mels, texts, out / "tokens.safetensors")
+    utterances = distributed.main_first(
+        lambda: tokenize(codec, records, mels, texts, out / "tokens.safetensors")
+    )
     train = [u for u in utterances if u.record.split == "train"]
     test = [u for u in utterances if u.record.split == "test"]
     longest = max(len(u.tokens) for u in utterances)
@@ -743,7 +763,8 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     max_phonemes = 2 * max(len(u.text) for u in utterances) + 8
     vocabulary = PhonemeVocabulary.load(out / "phonemes.json")
     duration = fit_duration(train, len(vocabulary), phoneme_frames)
-    write_json(out / "duration.json", {"cost": duration.cost.tolist()})
+    if distributed.is_main():
+        write_json(out / "duration.json", {"cost": duration.cost.tolist()})
     wall["tokens"] = time.perf_counter() - tick
     timing: PhonemeTiming = duration
     timing_history: list[tuple[int, float]] = []
@@ -769,6 +790,9 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     ar, ar_stage = train_ar(*args, out / "ar", held_out=test)
     wall["ar"] = time.perf_counter() - tick
 
+    if not distributed.is_main():  # rank 0 evaluates and reports; the others are done
+        distributed.barrier()
+        return {"world_size": distributed.world_size()}
     tick = time.perf_counter()
     with torch.no_grad():
         results = evaluate(config, codec, resgen, ar, test, corpus, out, duration, timing)
@@ -815,7 +839,10 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
         "wall_seconds": wall,
         "wall_seconds_total": sum(wall.values()),
     }
+    if distributed.world_size() > 1:
+        metrics["world_size"] = distributed.world_size()
     write_json(out / "metrics.json", metrics)
+    distributed.barrier()
     return metrics
 
 

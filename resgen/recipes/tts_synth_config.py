@@ -246,8 +246,18 @@ PRESETS: dict[str, TTSSynthConfig] = {
         vocoder_iterations=4,
     ),
 }
+# The smoke check with every stage's global batch in two micro-batches: it runs on one process
+# or, under torchrun, on two (each computing one micro-batch of every step).
+PRESETS["smoke-ddp"] = evolve(
+    PRESETS["smoke"],
+    **{
+        stage: evolve(getattr(PRESETS["smoke"], stage), micro_batches=2)
+        for stage in ("codec_stage", "aligner_stage", "timing_stage", "generator_stage")
+    },
+)
 """Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (the same sizes; their
-training times are in ``docs/tts.md``) and ``smoke`` (a pipeline check)."""
+training times are in ``docs/tts.md``), ``smoke`` (a pipeline check) and ``smoke-ddp`` (the
+same on one or two processes)."""
 
 
 PAPER_SCALE = TTSTransformerConfig(

@@ -4,6 +4,9 @@ The lock is an advisory ``fcntl.flock`` on ``RUN/.lock``, which holds the holder
 name for the message a second writer gets. The kernel releases it when its process exits, however
 it ends (killed included), so a lock file left behind by a dead process is simply taken over.
 ``flock`` is not reliable on some network file systems (NFS without lock support).
+
+Under torchrun the run's processes write one folder together: rank 0 holds the lock for all of
+them (the others wait until it has it, and never remove anything).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from resgen.errors import RunFolderInUseError
+from resgen.training import distributed
 
 __all__ = ["LOCK_NAME", "check_run_folder", "lock_run_folder"]
 
@@ -39,6 +43,10 @@ def lock_run_folder(folder: str | Path) -> Iterator[Path]:
         OSError: the folder cannot be created or the lock file written.
     """
     folder = Path(folder)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 made the folder and holds the lock for the run
+        yield folder
+        return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -56,6 +64,7 @@ def lock_run_folder(folder: str | Path) -> Iterator[Path]:
         for stale in folder.glob(".*.tmp"):  # left by a killed atomic_write: nobody else writes
             if stale.is_file():
                 stale.unlink(missing_ok=True)
+        distributed.barrier()
         yield folder
     finally:
         os.close(fd)  # closing releases the lock

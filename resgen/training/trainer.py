@@ -9,6 +9,21 @@ codebook restarts) continue where they stopped too: each checkpoint holds the gl
 generators' states (:func:`rng_state`), restored when a stage resumes from ``latest/`` or loads
 its ``final/``, so a resumed run ends with exactly the weights of an uninterrupted one. Only one
 process may write a run folder at a time (:func:`~resgen.training.run_lock.lock_run_folder`).
+
+**Several processes** (``torchrun``, see :mod:`~resgen.training.distributed`). A stage's batch of
+``spec.batch_size`` examples is the *global* batch. It is cut into ``spec.micro_batches`` equal
+micro-batches (:class:`BatchPart`), each drawn from a generator seeded by ``(seed, step,
+micro-batch)``: rank ``r`` of ``W`` computes micro-batches ``r * M / W .. (r + 1) * M / W - 1``,
+accumulating their gradients (before each micro-batch, torch's global generators are seeded from
+the stage, the step and the micro-batch, so dropout draws do not depend on the process either),
+and DistributedDataParallel averages the ranks' gradients, so every
+step's update is that of the whole global batch whatever ``W`` (any ``W`` that divides
+``M``), and a resumed run sees the same global batches. With one process and one micro-batch the
+loop is the single-process loop above, unchanged. Only rank 0 writes checkpoints and shows the
+progress bar (global examples/s and the world size); a checkpoint holds every rank's random
+state, so a run of the same world size resumes exactly after any of its processes was killed.
+``spec.sharding="fsdp"`` shards the weights with FSDP2 instead of copying them to every process
+(:mod:`~resgen.training.sharding`).
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from attrs import field, frozen, validators
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from resgen.training import distributed
 from resgen.training.averaging import WeightAverage
 from resgen.training.checkpoint import (
     CheckpointError,
@@ -34,8 +50,10 @@ from resgen.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from resgen.training.sharding import ShardedModules
 
 __all__ = [
+    "BatchPart",
     "StageSpec",
     "StageResult",
     "autocast",
@@ -45,6 +63,7 @@ __all__ = [
     "rng_state",
     "run_stage",
     "set_rng_state",
+    "with_new_stage_options",
 ]
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -72,6 +91,15 @@ class StageSpec:
             (:class:`~resgen.training.averaging.WeightAverage`); 0 keeps none. With one, the
             validations and the ``final/`` weights are the average; ``latest/`` checkpoints hold
             both, so a stage resumes exactly.
+        micro_batches: equal parts the global batch of ``batch_size`` examples is cut into
+            (gradient accumulation; see the module's documentation). The number of processes
+            must divide it; each process accumulates ``micro_batches / world size`` parts.
+            1 (the default) with one process is the plain loop, where ``loss_fn`` is called with
+            the step alone.
+        sharding: with several processes, ``"ddp"`` (DistributedDataParallel: every process
+            holds the whole model) or ``"fsdp"`` (FSDP2: weights, gradients and optimizer state
+            sharded over the processes, :mod:`~resgen.training.sharding`). One process ignores
+            it.
     """
 
     steps: int = field(validator=validators.ge(1))
@@ -85,6 +113,88 @@ class StageSpec:
         default="float32", validator=validators.in_(("float32", "bfloat16"))
     )
     ema_decay: float = field(default=0.0, validator=[validators.ge(0.0), validators.lt(1.0)])
+    micro_batches: int = field(default=1, validator=validators.ge(1))
+    sharding: Literal["ddp", "fsdp"] = field(
+        default="ddp", validator=validators.in_(("ddp", "fsdp"))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.batch_size % self.micro_batches:
+            raise ValueError(
+                f"batch_size {self.batch_size} cannot be cut into {self.micro_batches} equal "
+                "micro-batches"
+            )
+
+
+_NEW_STAGE_OPTIONS = {"micro_batches": 1, "sharding": "ddp"}
+"""StageSpec fields added after run folders were first written, with the value that reproduces
+what those runs did."""
+
+
+def with_new_stage_options(saved: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A saved recipe configuration with its stage schedules (the entries ``keys``) completed by
+    the :class:`StageSpec` options added since it was written, at the values that reproduce it,
+    so an old run folder compares equal to the same settings today.
+
+    Args:
+        saved: the configuration as read from a run folder (``recipe.json``).
+        keys: the entries of ``saved`` that are stage schedules (e.g. ``("codec_stage",)``).
+    """
+    out = dict(saved)
+    for key in keys:
+        if isinstance(out.get(key), dict):
+            out[key] = {**_NEW_STAGE_OPTIONS, **out[key]}
+    return out
+
+
+@frozen
+class BatchPart:
+    """One micro-batch of a step's global batch: rows ``start:stop`` of its ``batch_size``.
+
+    A loss function given one draws the global batch of ``step`` as a one-process run would (its
+    example indices from :func:`batch_generator`), keeps :meth:`rows` of it, and draws every
+    other random choice (masks, dropout of the condition) from :meth:`generator`, which depends
+    on the micro-batch and not on which process computes it.
+
+    Attributes:
+        step: the optimizer step.
+        index: which micro-batch, ``0 .. count - 1``.
+        count: micro-batches per global batch (``StageSpec.micro_batches``).
+        batch_size: examples of the global batch.
+    """
+
+    step: int
+    index: int
+    count: int
+    batch_size: int
+
+    @property
+    def start(self) -> int:
+        """First row of the global batch in this part."""
+        return self.index * self.batch_size // self.count
+
+    @property
+    def stop(self) -> int:
+        """One past the last row of the global batch in this part."""
+        return (self.index + 1) * self.batch_size // self.count
+
+    def rows(self, batch: Tensor) -> Tensor:
+        """This part's rows of a global batch ``[batch_size, ...]`` (e.g. its example indices)."""
+        if batch.shape[0] != self.batch_size:
+            raise ValueError(
+                f"expected the global batch of {self.batch_size} rows, got {batch.shape[0]}"
+            )
+        return batch[self.start : self.stop]
+
+    def generator(self, seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+        """A generator seeded by ``(seed, step, index)``: this part's random draws.
+
+        Args:
+            seed: the stage's seed.
+            device: where the generator lives (it can only draw tensors there).
+        """
+        mixed = ((seed * 1_000_003 + self.step) * 1_000_033 + self.index + 1) % (2**63 - 1)
+        return torch.Generator(device=device).manual_seed(mixed)
 
 
 @frozen
@@ -96,11 +206,13 @@ class StageResult:
         seconds: wall time spent training in this stage (summed over resumed runs).
         validation: ``[(step, loss), ...]`` of the stage's ``validate`` function (empty without
             one): the loss on data the stage never trains on, to see over-fitting.
+        world_size: processes that trained it in this run (1 for a plain run).
     """
 
     history: list[tuple[int, float]]
     seconds: float
     validation: list[tuple[int, float]] = field(factory=list)
+    world_size: int = 1
 
 
 def autocast(spec: StageSpec, device: torch.device) -> torch.autocast:
@@ -222,12 +334,49 @@ def cosine_lr(step: int, spec: StageSpec) -> float:
     return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+class _LossModule(nn.Module):
+    """The trained modules with the loss as their forward, so that DistributedDataParallel sees
+    every parameter the loss uses (recipes' losses call their models' own methods)."""
+
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        loss_fn: Callable[[int, BatchPart], tuple[Tensor, dict[str, float]]],
+    ) -> None:
+        super().__init__()
+        self.trained = nn.ModuleDict(modules)
+        self.loss_fn = loss_fn
+
+    def forward(self, step: int, part: BatchPart) -> tuple[Tensor, dict[str, float]]:
+        return self.loss_fn(step, part)
+
+
+def _gathered_rng(device: torch.device) -> dict[str, Any]:
+    """What a checkpoint keeps of the random state: this rank's (under ``rng``, as one process
+    writes it) and, with several processes, every rank's (``rng_ranks``, in rank order)."""
+    own = rng_state(device)
+    if not distributed.is_distributed():
+        return {"rng": own}
+    gathered = {key: distributed.all_gather_equal(value) for key, value in own.items()}
+    ranks = [{key: gathered[key][r] for key in own} for r in range(distributed.world_size())]
+    return {"rng": ranks[0], "rng_ranks": ranks}
+
+
+def _own_rng(state: dict[str, Any]) -> dict[str, Tensor]:
+    """This rank's saved random state: its own when the checkpoint was written by as many
+    processes, else the first rank's (a different world size cannot replay the others)."""
+    ranks = state.get("rng_ranks")
+    if isinstance(ranks, list) and len(ranks) == distributed.world_size():
+        return ranks[distributed.rank()]
+    return state["rng"]
+
+
 def run_stage(
     name: str,
     folder: Path,
     modules: dict[str, nn.Module],
     spec: StageSpec,
-    loss_fn: Callable[[int], tuple[Tensor, dict[str, float]]],
+    loss_fn: Callable[..., tuple[Tensor, dict[str, float]]],
     config: dict[str, Any],
     *,
     log_every: int = 10,
@@ -235,14 +384,17 @@ def run_stage(
     validate: Callable[[], float] | None = None,
     validate_every: int | None = None,
 ) -> StageResult:
-    """Train ``modules`` with AdamW for ``spec.steps`` steps of ``loss_fn(step)``, resumably.
+    """Train ``modules`` with AdamW for ``spec.steps`` steps of ``loss_fn``, resumably.
 
     Args:
         name: stage name for the progress bar.
         folder: the stage's folder (``latest/`` and ``final/`` checkpoints inside).
         modules: trainable modules, saved under their names.
-        spec: steps, batch size, learning rate.
-        loss_fn: returns the loss of batch ``step`` and extra scalars to show.
+        spec: steps, batch size, learning rate, micro-batches.
+        loss_fn: ``loss_fn(step)`` returns the loss of batch ``step`` and extra scalars to show,
+            in a plain run (one process, ``spec.micro_batches == 1``); otherwise it is called
+            as ``loss_fn(step, part)`` for each :class:`BatchPart` this process computes and
+            returns the mean loss over that part's rows.
         config: configuration stored with (and checked against) the checkpoints.
         log_every: steps between entries of the loss history.
         device: where the modules train (they are moved there first, see
@@ -251,120 +403,240 @@ def run_stage(
         validate: optional held-out loss, called with the modules in eval mode and without
             gradients after every ``validate_every`` steps (default: ``spec.checkpoint_every``)
             and at the end; its values are the result's ``validation``. It must not train or
-            draw from the global random state the training uses (use its own generator).
+            draw from the global random state the training uses (use its own generator). With
+            several processes only rank 0 validates.
         validate_every: steps between validations.
+
+    Raises:
+        ValueError: ``validate_every`` is not positive, or the number of processes does not
+            divide ``spec.micro_batches``.
+        FloatingPointError: the loss (of any process) is not finite.
+        CheckpointError: a checkpoint in ``folder`` is corrupt or of another configuration.
     """
     device = resolve_device(device)
     if validate_every is None:
         validate_every = spec.checkpoint_every
     if validate_every < 1:
         raise ValueError(f"validate_every must be >= 1, got {validate_every}")
+    world, main = distributed.world_size(), distributed.is_main()
+    if spec.micro_batches % world:
+        raise ValueError(
+            f"{name}: {world} processes cannot share {spec.micro_batches} micro-batches; make "
+            "micro_batches a multiple of the number of processes"
+        )
+    plain = world == 1 and spec.micro_batches == 1
     for module in modules.values():
         module.to(device)
     final, latest = folder / "final", folder / "latest"
-    for checkpoint in (final, latest):  # what a killed write left (the caller holds the lock)
-        recover_checkpoint(checkpoint)
+    if main:
+        for checkpoint in (final, latest):  # what a killed write left (the caller holds the lock)
+            recover_checkpoint(checkpoint)
+    distributed.barrier()
     if resolve_checkpoint(final) is not None:
         state = load_checkpoint(final, modules, config, training_state=True) or {}
         _, history, seconds, validation = _progress(state, final)
         if "rng" in state:  # what follows draws as it would after training this stage
-            _restore(final, lambda: set_rng_state(state["rng"], device))
-        shutil.rmtree(latest, ignore_errors=True)
+            _restore(final, lambda: set_rng_state(_own_rng(state), device))
+        distributed.barrier()
+        if main:
+            shutil.rmtree(latest, ignore_errors=True)
         for module in modules.values():
             module.eval()
-        return StageResult(history=history, seconds=seconds, validation=validation)
+        return StageResult(
+            history=history, seconds=seconds, validation=validation, world_size=world
+        )
+    start, history, seconds, validation = 0, [], 0.0, []
+    state: dict[str, Any] = {}
+    if resolve_checkpoint(latest) is not None:  # the weights go in before any sharding
+        state = load_checkpoint(latest, modules, config, training_state=True) or {}
+        start, history, seconds, validation = _progress(state, latest)
+    root = _LossModule(modules, loss_fn)
+    sharded = ShardedModules(root, device) if world > 1 and spec.sharding == "fsdp" else None
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
-    start, history, seconds, validation = 0, [], 0.0, []
-    if resolve_checkpoint(latest) is not None:
-        state = load_checkpoint(latest, modules, config, training_state=True) or {}
-        start, history, seconds, validation = _progress(state, latest)
+    if state:
         if "rng" in state:
-            _restore(latest, lambda: set_rng_state(state["rng"], device))
+            _restore(latest, lambda: set_rng_state(_own_rng(state), device))
         if "optimizer" in state:
-            _restore(latest, lambda: optimizer.load_state_dict(state["optimizer"]))
+            _restore(
+                latest,
+                lambda: (
+                    optimizer.load_state_dict(state["optimizer"])
+                    if sharded is None
+                    else sharded.load_optimizer_state(optimizer, state["optimizer"])
+                ),
+            )
         if average is not None:
             if "average" not in state:
                 raise ValueError(
                     f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
                     "resume with the settings it was started with, or delete it"
                 )
-            _restore(latest, lambda: average.load_state_dict(state["average"]))
+            _restore(
+                latest,
+                lambda: (
+                    average.load_state_dict(state["average"])
+                    if sharded is None
+                    else sharded.load_average_state(average, state["average"])
+                ),
+            )
+    ddp: nn.Module | None = None
+    if world > 1 and sharded is None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(
+            root,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,  # buffers that must agree (codebooks) synchronise themselves
+            # some parameters sit out some steps (a null condition, a scheduled-sampling path)
+            find_unused_parameters=True,
+        )
+    # Each micro-batch also seeds torch's global generators (dropout layers, condition dropout)
+    # from (a base drawn once per stage, step, micro-batch): the same draws whichever process
+    # computes it, and again after a resume.
+    micro_seed = 0
+    if not plain:
+        micro_seed = int(state["micro_seed"]) if start and "micro_seed" in state else 0
+        if not start:
+            drawn = torch.randint(0, 2**62, (1,), dtype=torch.long)
+            micro_seed = int(distributed.all_gather_equal(drawn)[0])
+    own_parts = range(
+        distributed.rank() * spec.micro_batches // world,
+        (distributed.rank() + 1) * spec.micro_batches // world,
+    )
 
     def run_validation(step: int) -> float:
-        """Validate at ``step``; returns the seconds it took (not training time)."""
-        if validate is None:
+        """Validate at ``step`` on rank 0 (with sharded weights, every rank swaps in its shard of
+        the average and gathers the whole for it); returns the seconds it took."""
+        if validate is None or (not main and sharded is None):
             return 0.0
         began = time.perf_counter()
-        for module in modules.values():
-            module.eval()
         averaged = average.swapped() if average is not None else nullcontext()
-        with torch.no_grad(), autocast(spec, device), averaged:
-            validation.append((step, float(validate())))
-        for module in modules.values():
-            module.train()
+        gathered = sharded.whole() if sharded is not None else nullcontext()
+        with averaged, gathered:
+            if main:
+                for module in modules.values():
+                    module.eval()
+                with torch.no_grad(), autocast(spec, device):
+                    validation.append((step, float(validate())))
+                for module in modules.values():
+                    module.train()
         return time.perf_counter() - began
+
+    def accumulate(step: int) -> tuple[Tensor, dict[str, float]]:
+        """Forward and backward of this process's micro-batches of ``step``; returns the mean
+        loss over every process's and its last extras (gradients averaged by DDP)."""
+        total = torch.zeros((), device=device)
+        extras: dict[str, float] = {}
+        for n, index in enumerate(own_parts):
+            part = BatchPart(step, index, spec.micro_batches, spec.batch_size)
+            last = n == len(own_parts) - 1
+            torch.manual_seed(part.generator(micro_seed).initial_seed())
+            if sharded is not None:
+                sharded.gradient_sync(last)
+            quiet = ddp.no_sync() if ddp is not None and not last else nullcontext()
+            wrapped = ddp if ddp is not None else root if sharded is not None else None
+            with quiet:
+                with autocast(spec, device):
+                    loss, extras = wrapped(step, part) if wrapped else loss_fn(step, part)
+                (loss / len(own_parts)).backward()
+            total = total + loss.detach().float()
+        mean = total / len(own_parts)
+        both = torch.stack([torch.nan_to_num(mean), (~torch.isfinite(mean)).float()])
+        summed = distributed.all_reduce_sum(both)
+        if summed[1] > 0:
+            raise FloatingPointError(f"{name}: the loss became {float(mean)} at step {step}")
+        return summed[0] / world, extras
 
     for module in modules.values():
         module.train()
 
     def snapshot(step: int) -> dict[str, Any]:
         state = {
-            "optimizer": _to_cpu(optimizer.state_dict()),
+            "optimizer": _to_cpu(optimizer.state_dict())
+            if sharded is None
+            else sharded.optimizer_state(optimizer),
             "step": step,
             "history": history,
             "seconds": seconds,
             "validation": validation,
-            "rng": rng_state(device),
+            **_gathered_rng(device),
         }
+        if not plain:
+            state["micro_seed"] = micro_seed
         if average is not None:
-            state["average"] = average.state_dict()
+            state["average"] = (
+                average.state_dict() if sharded is None else sharded.average_state(average)
+            )
         return state
 
-    bar = tqdm(range(start, spec.steps), desc=name, initial=start, total=spec.steps, leave=True)
-    tick = time.perf_counter()
+    def saved() -> dict[str, nn.Module]:
+        """What a checkpoint writes of the weights (gathered by every rank when sharded)."""
+        return modules if sharded is None else sharded.gathered_modules(list(modules))
+
+    bar = tqdm(
+        range(start, spec.steps),
+        desc=name,
+        initial=start,
+        total=spec.steps,
+        leave=True,
+        disable=not main,
+    )
+    tick = began = time.perf_counter()
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, spec)
-        with autocast(spec, device):
-            loss, extras = loss_fn(step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{name}: the loss became {float(loss)} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if plain:
+            with autocast(spec, device):
+                loss, extras = loss_fn(step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: the loss became {float(loss)} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss, extras = accumulate(step)
         torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
         optimizer.step()
         if average is not None:
             average.update()
         if step % log_every == 0 or step == spec.steps - 1:
             history.append((step, float(loss.detach())))
+            rate = spec.batch_size * (step + 1 - start) / max(time.perf_counter() - began, 1e-9)
             bar.set_postfix(
-                loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.3g}" for k, v in extras.items()}
+                loss=f"{float(loss.detach()):.4f}",
+                **{k: f"{v:.3g}" for k, v in extras.items()},
+                ex_s=f"{rate:.3g}",
+                world=world,
             )
         if (step + 1) % validate_every == 0 and step + 1 < spec.steps:
             tick += run_validation(step + 1)
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             now = time.perf_counter()
             seconds, tick = seconds + now - tick, now
-            save_checkpoint(latest, modules, config, snapshot(step + 1))
+            state, weights = snapshot(step + 1), saved()
+            if main:
+                save_checkpoint(latest, weights, config, state)
+            distributed.barrier()
     bar.close()
     seconds += time.perf_counter() - tick
     if average is not None:
         average.apply()
     run_validation(spec.steps)
-    save_checkpoint(
-        final,
-        modules,
-        config,
-        {
-            "history": history,
-            "seconds": seconds,
-            "validation": validation,
-            "rng": rng_state(device),
-        },
-    )
-    shutil.rmtree(latest, ignore_errors=True)  # final/ is what every reader uses from now on
+    final_state = {
+        "history": history,
+        "seconds": seconds,
+        "validation": validation,
+        **_gathered_rng(device),
+    }
+    weights = saved()
+    if main:
+        save_checkpoint(final, weights, config, final_state)
+        shutil.rmtree(latest, ignore_errors=True)  # final/ is what every reader uses from now on
+    distributed.barrier()
+    if sharded is not None:  # the caller samples and evaluates with whole modules
+        sharded.keep_whole()
     for module in modules.values():
         module.eval()
-    return StageResult(history=history, seconds=seconds, validation=validation)
+    return StageResult(history=history, seconds=seconds, validation=validation, world_size=world)

@@ -28,6 +28,7 @@ from resgen.tts.front_ends import SpokenText
 from resgen.typing import Padding, Tokens
 
 __all__ = [
+    "select_rows",
     "Utterance",
     "TTSBatch",
     "pad_batch",
@@ -82,6 +83,19 @@ class TTSBatch:
     phonemes: Int[Tensor, "batch phonemes"]
     phoneme_padding: Padding
     frame_text: Int[Tensor, "batch length"]
+
+
+def select_rows(batch: TTSBatch, start: int, stop: int) -> TTSBatch:
+    """Examples ``start .. stop - 1`` of ``batch`` (one micro-batch of a global batch, see
+    :class:`~resgen.training.trainer.BatchPart`); the padding is kept as it is."""
+    return TTSBatch(
+        tokens=batch.tokens[start:stop],
+        padding=batch.padding[start:stop],
+        given=batch.given[start:stop],
+        phonemes=batch.phonemes[start:stop],
+        phoneme_padding=batch.phoneme_padding[start:stop],
+        frame_text=batch.frame_text[start:stop],
+    )
 
 
 def pad_batch(

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from resgen.networks.aligner import PhonemeAligner, even_durations
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
-from resgen.training.trainer import StageSpec, batch_generator, run_stage
+from resgen.training.trainer import BatchPart, StageSpec, batch_generator, run_stage
 from resgen.tts.front_ends import SpokenText, TextFrontEnd
 
 __all__ = [
@@ -97,9 +97,10 @@ def train_aligner(
     torch.manual_seed(seed)
     aligner = PhonemeAligner(vocabulary, mels[0].shape[-1], width=width, layers=layers)
 
-    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         gen = batch_generator(seed, step)
-        rows = torch.randint(len(texts), (spec.batch_size,), generator=gen).tolist()
+        drawn = torch.randint(len(texts), (spec.batch_size,), generator=gen)
+        rows = (drawn if part is None else part.rows(drawn)).tolist()  # a micro-batch's rows
         phonemes, phoneme_padding, batch, frame_padding = pad_pairs(
             [texts[i] for i in rows], [mels[i] for i in rows]
         )
@@ -185,8 +186,10 @@ def train_duration_predictor(
     torch.manual_seed(seed)
     predictor = PhonemeDurationPredictor(vocabulary, width=width, layers=layers)
 
-    def loss_fn(step: int) -> tuple[Tensor, dict[str, float]]:
+    def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         rows = torch.randint(len(texts), (spec.batch_size,), generator=batch_generator(seed, step))
+        if part is not None:  # one micro-batch of the global batch (several processes)
+            rows = part.rows(rows)
         longest = max(len(texts[i]) for i in rows.tolist())
         ids = torch.zeros(len(rows), longest, dtype=torch.long)
         target = torch.zeros(len(rows), longest)

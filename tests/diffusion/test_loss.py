@@ -265,6 +265,26 @@ def test_jensen_split_with_beta_one_gives_squared_error_gradients_to_the_means()
     assert torch.allclose(mean.grad[0, 0], -z[0, 0] / 3, atol=1e-5)
 
 
+def test_regression_weight_scales_only_the_regression_term() -> None:
+    mean = torch.zeros(1, 1, 2, requires_grad=True)
+    log_weight = torch.tensor([[-1.5]], requires_grad=True)
+    assigned = AssignedComponent(
+        log_weight=log_weight, mean=mean, log_scale=torch.full((1, 1, 2), math.log(0.5))
+    )
+    z = torch.tensor([[[1.0, -1.0]]])
+    one = torch.ones(1, 1, dtype=torch.bool)
+    full = assigned_mixture_nll(assigned, z, one, beta=1.0)
+    full.backward()
+    mean_grad, weight_grad = mean.grad.clone(), log_weight.grad.clone()
+    mean.grad, log_weight.grad = None, None
+    tenth = assigned_mixture_nll(assigned, z, one, beta=1.0, regression_weight=0.1)
+    tenth.backward()
+    classification = 1.5 / 2  # -log pi per dimension
+    assert tenth.item() == pytest.approx(classification + 0.1 * (full.item() - classification))
+    assert torch.allclose(mean.grad, 0.1 * mean_grad)
+    assert torch.allclose(log_weight.grad, weight_grad)  # the classification term is untouched
+
+
 def test_head_assigned_equals_picking_from_the_full_mixture() -> None:
     torch.manual_seed(0)
     head = MixtureOfGaussiansHead(width=8, dim=3, components=5, rank=4)

@@ -16,14 +16,17 @@ write new ones with ``tools/smoke_fingerprint.sh`` and copy the same files.
 from __future__ import annotations
 
 import hashlib
+import json
 import pickletools
 import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
 from resgen.cli import main
+from resgen.diffusion.loss import ResGenObjective
 
 OLD = Path(__file__).parent / "old_runs"
 PROMPT_TEXT = "We will order this golden card tonight."
@@ -78,8 +81,23 @@ def test_old_run_resumes_and_evaluates(recipe: str, tmp_path: Path) -> None:
     shutil.copytree(OLD / recipe, run_dir)
     trained = _weights(run_dir)
     module = load_recipe(recipe)
-    metrics = module.run(run_dir, module.PRESETS["smoke"])
+    config = module.PRESETS["smoke"]
+    # Resuming takes the settings the run was trained with; the image recipe's default
+    # objective changed since (issue 23), so the old one is given.
+    saved = json.loads((run_dir / "recipe.json").read_text())["objective"]
+    config = evolve(config, objective=ResGenObjective(**saved))
+    metrics = module.run(run_dir, config)
     assert _weights(run_dir) | trained == _weights(run_dir)  # the old stages were not retrained
     for final in (OLD / recipe).rglob("final"):  # ... nor started again
         assert not (run_dir / final.relative_to(OLD / recipe)).with_name("latest").exists()
     assert (run_dir / "metrics.json").is_file() and metrics
+
+
+def test_an_old_image_run_under_today_s_objective_is_refused(tmp_path: Path) -> None:
+    from resgen.recipes import load_recipe
+
+    run_dir = tmp_path / "image-fashion"
+    shutil.copytree(OLD / "image-fashion", run_dir)
+    module = load_recipe("image-fashion")
+    with pytest.raises(ValueError, match="differs in: objective"):
+        module.run(run_dir, module.PRESETS["smoke"])

@@ -371,3 +371,36 @@ def test_a_finished_run_is_evaluated_again_with_new_sampling_settings_only(
     else:
         with pytest.raises(ValueError, match="differs in: seed"):
             run(tmp_path, config)
+
+
+@pytest.mark.slow
+def test_smoke_stages_train_on_two_processes(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "resgen.cli", "train", "tts-synth"]
+    command += ["--preset", "smoke-ddp", "--data-dir", str(smoke_run[0] / "corpus")]
+    command += ["--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and done.stdout.count("wrote ") == 1
+    assert set(metrics) >= set(smoke_run[1])  # everything the one-process smoke reports
+    for stage in ("codec", "aligner", "timing", "resgen", "ar"):
+        assert (out / stage / "final" / "config.json").is_file(), stage
+        assert not (out / stage / "latest").exists(), stage
+    weights = load_file(str(out / "resgen" / "final" / "resgen.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())

@@ -1,4 +1,4 @@
-"""Reading a folder of one's own images (resgen.data.image_folder)."""
+"""Reading a folder of one's own images (resgen.data.class_folders)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resgen.data.image_folder import is_image_folder, load_image_folder
+from resgen.data.class_folders import is_class_folders, load_class_folders
 
 
 def _folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (40, 30)) -> Path:
@@ -25,7 +25,7 @@ def test_classes_splits_and_conversion(tmp_path: Path) -> None:
     root = _folder(tmp_path / "imgs", {"b-dogs": 20, "a-cats": 3})
     (root / "notes.txt").write_text("not an image")
     (root / ".hidden").mkdir()
-    split = load_image_folder(root, size=28)
+    split = load_class_folders(root, size=28)
     assert split.classes == ("a-cats", "b-dogs")  # name order
     # the last tenth of each class (at least one file) is held out
     assert split.train_labels.tolist() == [0] * 2 + [1] * 18
@@ -42,16 +42,16 @@ def test_classes_splits_and_conversion(tmp_path: Path) -> None:
 
 def test_a_folder_of_images_without_subfolders_is_one_class(tmp_path: Path) -> None:
     root = _folder(tmp_path, {"only": 4})
-    split = load_image_folder(root / "only", size=8)
+    split = load_class_folders(root / "only", size=8)
     assert split.classes == ("only",) and len(split.train_labels) == 3
 
 
 def test_layouts_are_told_apart(tmp_path: Path) -> None:
-    assert is_image_folder(_folder(tmp_path / "a", {"x": 2}))
+    assert is_class_folders(_folder(tmp_path / "a", {"x": 2}))
     idx = tmp_path / "idx"
     idx.mkdir()
     (idx / "train-images-idx3-ubyte.gz").write_bytes(b"")
-    assert not is_image_folder(idx) and not is_image_folder(tmp_path / "missing")
+    assert not is_class_folders(idx) and not is_class_folders(tmp_path / "missing")
 
 
 @pytest.mark.parametrize(
@@ -67,4 +67,4 @@ def test_bad_folders_are_named(tmp_path: Path, make, message: str) -> None:  # n
     root = tmp_path / "imgs"
     make(root)
     with pytest.raises(ValueError, match=message):
-        load_image_folder(root)
+        load_class_folders(root)
