@@ -160,33 +160,40 @@ def _status(url: str) -> int:
         return error.code
 
 
-def site_search(page, base: str, term: str, timeout: float = 30.0) -> list[str]:  # noqa: ANN001
-    """Type ``term`` into the site search of the home page; returns the result links.
+def site_search(
+    page,  # noqa: ANN001 (playwright's Page)
+    base: str,
+    term: str,
+    timeout: float = 60.0,
+) -> tuple[list[str], str]:
+    """Type ``term`` into the site search of the home page; returns the result links and what
+    the search box said last.
 
     The search index loads in a web worker after the page: a query typed before it is ready is
-    dropped (the box still says "Type to start searching"), so the query is typed again until
-    the search answers or ``timeout`` seconds pass.
+    dropped (the box still says "Type to start searching") or answered with no match, so the
+    query is typed again until results show or ``timeout`` seconds pass (an empty list then).
     """
     page.goto(base, wait_until="load")
     box = "input.md-search__input"
-    answered = """() => /matching document/i.test(
+    answered = """() => /[0-9]+ matching document/i.test(
       (document.querySelector(".md-search-result__meta") || {}).textContent || "")"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         page.fill(box, "")
         page.fill(box, term)
         try:
-            page.wait_for_function(answered, timeout=2000)
+            # "No matching documents" can also be the answer of a worker whose index is still
+            # loading: only a count ends the wait, and a real miss runs into the timeout
+            page.wait_for_function(answered, timeout=3000)
+            # the count is shown first, the results are rendered just after it
+            page.wait_for_selector(".md-search-result__item", timeout=5000)
         except PlaywrightTimeout:
             continue
-        if page.inner_text(".md-search-result__meta").lower().startswith("no matching"):
-            return []
-        # the count is shown first, the results are rendered just after it
-        page.wait_for_selector(".md-search-result__item", timeout=5000)
-        return page.eval_on_selector_all(
+        links = page.eval_on_selector_all(
             ".md-search-result__item a", "links => links.map(a => a.href)"
         )
-    return []
+        return links, page.inner_text(".md-search-result__meta")
+    return [], page.inner_text(".md-search-result__meta")
 
 
 def check_site(
@@ -288,9 +295,9 @@ def check_site(
         # Search: each term finds a result on its API page.
         current["page"] = ""
         for term, target in SEARCH_TERMS.items() if search else ():
-            hrefs = site_search(page, base, term)
+            hrefs, said = site_search(page, base, term)
             if not hrefs:
-                report(f"search for {term!r} shows no result")
+                report(f"search for {term!r} shows no result within a minute (it says {said!r})")
             elif not any(
                 _page_key(urldefrag(h)[0], base) == target and urldefrag(h)[1].endswith(term)
                 for h in hrefs
