@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urldefrag, urlsplit
+from urllib.parse import quote, unquote, urldefrag, urlsplit
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -166,34 +166,35 @@ def site_search(
     term: str,
     timeout: float = 60.0,
 ) -> tuple[list[str], str]:
-    """Type ``term`` into the site search of the home page; returns the result links and what
-    the search box said last.
+    """Search the site for ``term`` from the home page; returns the result links and what the
+    search box said last.
 
-    The search index loads in a web worker after the page: a query typed before it is ready is
-    dropped (the box still says "Type to start searching") or answered with no match, so the
-    query is typed again until results show or ``timeout`` seconds pass (an empty list then).
+    The theme reads the box on focus, on ``keyup`` and when its search worker has loaded the
+    index, and ignores a value it has already searched. ``?q=TERM`` opens the home page with the
+    box filled, so the query runs as soon as the index is ready; if no result shows, the box is
+    cleared and typed again (a key event each time) until ``timeout`` seconds pass.
     """
-    page.goto(base, wait_until="load")
     box = "input.md-search__input"
-    answered = """() => /[0-9]+ matching document/i.test(
+    counted = """() => /[0-9]+ matching document/i.test(
       (document.querySelector(".md-search-result__meta") || {}).textContent || "")"""
+    page.goto(f"{base}?q={quote(term)}", wait_until="load")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        page.fill(box, "")
-        page.fill(box, term)
+    while True:
         try:
-            # "No matching documents" can also be the answer of a worker whose index is still
-            # loading: only a count ends the wait, and a real miss runs into the timeout
-            page.wait_for_function(answered, timeout=3000)
-            # the count is shown first, the results are rendered just after it
+            # a count, then the results rendered after it ("No matching documents" may also be
+            # the answer of a worker that is still loading: only a count ends the wait)
+            page.wait_for_function(counted, timeout=5000)
             page.wait_for_selector(".md-search-result__item", timeout=5000)
+            links = page.eval_on_selector_all(
+                ".md-search-result__item a", "links => links.map(a => a.href)"
+            )
+            return links, page.inner_text(".md-search-result__meta")
         except PlaywrightTimeout:
-            continue
-        links = page.eval_on_selector_all(
-            ".md-search-result__item a", "links => links.map(a => a.href)"
-        )
-        return links, page.inner_text(".md-search-result__meta")
-    return [], page.inner_text(".md-search-result__meta")
+            if time.monotonic() > deadline:
+                return [], page.inner_text(".md-search-result__meta")
+        for value in ("", term):  # two different values, each announced by a key release
+            page.fill(box, value)
+            page.press(box, "End")
 
 
 def check_site(
