@@ -10,7 +10,7 @@ run's ``metrics.json``.
 Usage::
 
     python tools/make_gallery.py images NAME=GRID.png ...
-    python tools/make_gallery.py speech RUN_DIR [--sentences 2]
+    python tools/make_gallery.py speech RUN_DIR [--sentences 2 | --speakers A,B]
 """
 
 from __future__ import annotations
@@ -50,18 +50,19 @@ def images(pairs: list[str]) -> None:
               f"{target.stat().st_size / 1024:.0f} KB")  # fmt: skip
 
 
-def speech(run: Path, sentences: int) -> None:
-    """Convert the first held-out sentence of ``sentences`` speakers of ``run`` and print their
-    tables."""
+def speech(run: Path, sentences: int, speakers: list[str] | None = None) -> None:
+    """Convert the first held-out sentence of each of ``speakers`` (default: of the first
+    ``sentences`` speakers) of ``run`` and print their tables."""
     folder = GALLERY / "speech"
     folder.mkdir(parents=True, exist_ok=True)
     index = json.loads((run / "samples" / "index.json").read_text())
     rows = json.loads((run / "metrics.json").read_text())["rows"]
-    chosen, speakers = [], set()
+    chosen, seen, wanted_speakers = [], set(), set(speakers or ())
     for number, item in enumerate(index):  # the first sentence of each speaker, in turn
-        if item["speaker"] not in speakers and len(chosen) < sentences:
+        wanted = item["speaker"] in wanted_speakers if wanted_speakers else len(chosen) < sentences
+        if item["speaker"] not in seen and wanted:
             chosen.append((number, item))
-            speakers.add(item["speaker"])
+            seen.add(item["speaker"])
     for number, item in chosen:
         name = item["name"]
         print(f'\n**"{item["text"]}"** (speaker `{item["speaker"]}`)\n')
@@ -89,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     speech_parser = sub.add_parser("speech")
     speech_parser.add_argument("run", type=Path, help="a finished tts-synth run folder")
     speech_parser.add_argument("--sentences", type=int, default=2)
+    speech_parser.add_argument(
+        "--speakers", default=None, help="comma-separated held-out speakers (default: the first)"
+    )
     args = parser.parse_args(argv)
     if args.what == "images":
         images(args.grids)
     else:
-        speech(args.run, args.sentences)
+        speech(args.run, args.sentences, args.speakers.split(",") if args.speakers else None)
     return 0
 
 
