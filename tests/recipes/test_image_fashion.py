@@ -53,12 +53,15 @@ def test_smoke_recipe_writes_everything(smoke_run: tuple[Path, float]) -> None:
 
 
 def test_rerun_resumes_instead_of_retraining(smoke_run: tuple[Path, float]) -> None:
-    out, first = smoke_run
-    before = (out / "generator" / "final" / "generator.safetensors").stat().st_mtime_ns
-    tick = time.perf_counter()
+    out, _ = smoke_run
+    # Every trained stage's weights stay the files they were (no stage trains again); a wall-time
+    # comparison with the first run said the same but failed on a loaded machine.
+    weights = sorted(out.glob("*/final/*.safetensors"))
+    assert {w.parent.parent.name for w in weights} >= {"codec", "classifier", "generator"}
+    before = {w: w.stat().st_mtime_ns for w in weights}
     assert main(["train", "image-fashion", "--preset", "smoke", "--out", str(out)]) == 0
-    assert (out / "generator" / "final" / "generator.safetensors").stat().st_mtime_ns == before
-    assert time.perf_counter() - tick < first
+    assert {w: w.stat().st_mtime_ns for w in weights} == before
+    assert not list(out.glob("*/latest"))  # nor started again
 
 
 def test_sample_command(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
