@@ -126,10 +126,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from resgen.files import check_output_file
     from resgen.recipes.image_fashion import (
-        NUM_CLASSES,
         generate_images,
         load_trained,
         make_recipe_sampler,
+        run_classes,
     )
     from resgen.training.plots import WRITABLE_IMAGE_SUFFIXES, save_image_grid
     from resgen.training.trainer import resolve_device
@@ -142,8 +142,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--classes must be comma-separated integers, got {args.classes!r}"
         ) from None
-    if not classes or min(classes) < 0 or max(classes) >= NUM_CLASSES:
-        raise ValueError(f"--classes must name classes in 0..{NUM_CLASSES - 1}")
+    if not classes:
+        raise ValueError("--classes must name at least one class")
+    if not (Path(args.checkpoint) / "recipe.json").is_file():
+        raise FileNotFoundError(
+            f"{args.checkpoint} is not a finished image-fashion run (no recipe.json)"
+        )
+    names = run_classes(args.checkpoint)  # Fashion-MNIST's ten, or the run's own folders
+    if min(classes) < 0 or max(classes) >= len(names):
+        listed = ", ".join(f"{i} {name}" for i, name in enumerate(names))
+        raise ValueError(f"--classes must name classes in 0..{len(names) - 1} ({listed})")
     codec, model, config = load_trained(args.checkpoint, device=args.device)
     labels = torch.tensor(classes).repeat_interleave(args.per_class)
     images = generate_images(
@@ -222,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="recipe name, see `resgen recipes`")
     train.add_argument("--preset", default="demo", help="preset of the recipe (default: demo)")
     train.add_argument("--out", default=None, help="output folder (default: runs/RECIPE-PRESET)")
-    train.add_argument("--data-dir", default=None, help="folder of the data set's files")
+    train.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder of the data set's files; for image-fashion also a folder of your own "
+        "images, one sub-folder per class",
+    )
     train.add_argument(
         "--model",
         default=None,
@@ -263,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="sample a class-conditional grid from a trained run")
     sample.add_argument("--checkpoint", required=True, help="the run folder (--out of train)")
     sample.add_argument(
-        "--classes", required=True, help="comma-separated class indices, e.g. 0,3,7"
+        "--classes",
+        required=True,
+        help="comma-separated class indices, e.g. 0,3,7 (a run's classes are listed in its "
+        "recipe.json; Fashion-MNIST's ten by default)",
     )
     sample.add_argument(
         "--out", required=True, help="image file to write (.png, .jpg, .webp, .bmp, .tif)"

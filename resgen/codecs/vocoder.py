@@ -55,8 +55,8 @@ class GriffinLimVocoder(MelFraming):
     The random initial phase comes from ``seed`` (the same mels give the same audio on every call,
     and torch's global random state is left as it was), from the global generator when ``seed`` is
     ``None``, or is zero with ``rand_init=False``. The phase matters to a listener and to a speech
-    recogniser (how much WER it moves on the TTS demo: ``docs/tts.md``, "Metrics"), hence a fixed
-    seed by default.
+    recogniser (how much WER it moves on the TTS demo: ``docs/research/tts-experiments.md``,
+    "Metrics"), hence a fixed seed by default.
 
     Args:
         config: the :class:`~resgen.codecs.mel.MelConfig` of the front-end that made the mels.

@@ -60,6 +60,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also report k-NN precision and recall (needs images on both sides)",
     )
     fid.add_argument("--k", type=positive_int, default=3, help="neighbours for precision/recall")
+    fid.add_argument(
+        "--inception-score",
+        action="store_true",
+        help="also report the Inception Score of --fake, from the --classifier's softmax (the "
+        "offline Inception file has no ImageNet classifier; see the Evaluation page)",
+    )
+    fid.add_argument(
+        "--splits", type=positive_int, default=10, help="chunks of the Inception Score"
+    )
     fid.add_argument("--batch-size", type=positive_int, default=50)
     fid.add_argument("--device", default="cpu")
     fid.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -157,7 +166,9 @@ def _load_classifier(path: str | None, device: str):
             state = torch.load(source, map_location="cpu", weights_only=True)
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
-        model = FashionClassifier()
+        # as many classes as it was trained on (Fashion-MNIST's 10, or a folder's own)
+        out_weight = state.get("out.weight") if isinstance(state, dict) else None
+        model = FashionClassifier(int(out_weight.shape[0]) if out_weight is not None else 10)
         model.load_state_dict(state)
     except Exception as error:  # noqa: BLE001 - torch.load and the loaders raise many kinds
         raise ValueError(
@@ -168,7 +179,8 @@ def _load_classifier(path: str | None, device: str):
 
 
 def run_fid(args: argparse.Namespace) -> int:
-    """``resgen eval fid``: print the FID (and optionally precision/recall) of two image sets.
+    """``resgen eval fid``: print the FID of two image sets (and optionally precision/recall, and
+    the Inception Score of the generated set from a classifier's softmax).
 
     Args:
         args: the parsed command line.
@@ -184,7 +196,7 @@ def run_fid(args: argparse.Namespace) -> int:
         to_unit_range,
     )
     from resgen.eval.frechet import FeatureStats, frechet_distance_from_features
-    from resgen.eval.image_metrics import precision_recall
+    from resgen.eval.image_metrics import inception_score, precision_recall
     from resgen.files import check_output_file
 
     for target in (args.save_real, args.save_fake):
@@ -192,6 +204,12 @@ def run_fid(args: argparse.Namespace) -> int:
             check_output_file(target)
             check_output_file(target if target.endswith(".npz") else f"{target}.npz")
     start = time.perf_counter()
+    if args.inception_score:  # checked before any work
+        if args.classifier is None:
+            raise ValueError("--inception-score needs --classifier CHECKPOINT (its softmax)")
+        if args.fake.endswith(".npz"):
+            raise ValueError(f"--inception-score needs images, not statistics: {args.fake}")
+        scorer = _load_classifier(args.classifier, args.device).to(args.device).eval()
     if args.features == "inception":
         extractor = InceptionFeatures(device=args.device)
     else:
@@ -225,6 +243,17 @@ def run_fid(args: argparse.Namespace) -> int:
 
     real_stats, real_feats = side(args.real, args.limit_real, args.save_real, "real")
     fake_stats, fake_feats = side(args.fake, args.limit_fake, args.save_fake, "fake")
+    if args.inception_score:
+        import torch
+
+        fake_images = to_unit_range(load_images(args.fake, args.limit_fake))
+        with torch.no_grad():
+            fake_probs = torch.cat(
+                [
+                    scorer(batch.to(args.device)).softmax(-1).cpu()
+                    for batch in fake_images.split(args.batch_size)
+                ]
+            )
     if real_feats is not None and fake_feats is not None:
         # Same value; cheaper (and exact) when the sets are smaller than the feature dimension.
         fid = frechet_distance_from_features(real_feats, fake_feats)
@@ -240,6 +269,10 @@ def run_fid(args: argparse.Namespace) -> int:
         pr = precision_recall(real_feats, fake_feats, k=args.k)
         results["precision"] = pr.precision
         results["recall"] = pr.recall
+    if args.inception_score:
+        score = inception_score(fake_probs, splits=args.splits)
+        results["inception_score"] = score.mean
+        results["inception_score_std"] = score.std
     results["seconds"] = round(time.perf_counter() - start, 1)
     _print_results(results, args.json)
     return 0

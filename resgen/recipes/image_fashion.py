@@ -1,5 +1,9 @@
 """Recipe ``image-fashion``: class-conditional ResGen on Fashion-MNIST, end to end on a CPU.
 
+The data are Fashion-MNIST, or your own images: a ``data_dir`` laid out as one sub-folder of
+images per class (:mod:`resgen.data.class_folders`) is read instead, converted to 28x28 grayscale,
+and every stage works on its classes.
+
 Stages (each resumable, each under its own folder of ``--out``):
 
 1. ``codec``: train an :class:`~resgen.codecs.ImageRVQVAE` (28x28 -> 7x7 grid x D tokens);
@@ -32,7 +36,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from resgen.codecs import ImageCodecConfig, ImageRVQVAE
-from resgen.data.fashion_mnist import load_fashion_mnist
+from resgen.data.class_folders import is_class_folders, load_class_folders
+from resgen.data.fashion_mnist import FASHION_CLASSES, load_fashion_mnist
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.loss import ResGenObjective
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
@@ -77,9 +82,19 @@ __all__ = [
     "load_trained",
     "generate_images",
     "make_recipe_sampler",
+    "read_data",
+    "run_classes",
 ]
 
 NUM_CLASSES = 10
+"""Fashion-MNIST's classes (a run on your own images has as many as its folder)."""
+
+IMAGE_SIZE = 28
+"""Side of the images every stage works on (the classifier's input); your own images are
+converted to it."""
+
+GRID_COLUMNS = 10
+"""Samples per class (one row each) in ``samples.png``."""
 
 
 @frozen
@@ -249,6 +264,7 @@ def train_classifier(
     folder: Path,
     *,
     device: str | torch.device = "cpu",
+    num_classes: int = NUM_CLASSES,
 ) -> tuple[FashionClassifier, list[tuple[int, float]], float]:
     """Stage 2: train the evaluation classifier on real images (random flips and shifts).
 
@@ -258,10 +274,11 @@ def train_classifier(
         labels: ``[n]`` their classes.
         folder: the stage's folder.
         device: where the classifier trains; the returned classifier lives there.
+        num_classes: classes of the data.
     """
     device = resolve_device(device)
     torch.manual_seed(config.seed + 1)
-    classifier = FashionClassifier(NUM_CLASSES).to(device)
+    classifier = FashionClassifier(num_classes).to(device)
     spec = config.classifier_stage
 
     def loss_fn(step: int, part: BatchPart | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -282,7 +299,7 @@ def train_classifier(
         {"classifier": classifier},
         spec,
         loss_fn,
-        {"classes": NUM_CLASSES},
+        {"classes": num_classes},
         device=device,
     )
     return classifier.eval(), result.history, result.seconds
@@ -331,6 +348,7 @@ def train_generator(
     folder: Path,
     *,
     device: str | torch.device = "cpu",
+    num_classes: int = NUM_CLASSES,
 ) -> tuple[nn.Module, list[tuple[int, float]], float]:
     """Stage 4: train the chosen generator on the cached tokens; returns it, history and seconds.
 
@@ -343,6 +361,7 @@ def train_generator(
         device: where the generator trains; the returned generator lives there. Batches are
             picked by a CPU generator; the masks are drawn by a generator on ``device`` (the
             same generator on the CPU).
+        num_classes: classes of the data.
     """
     device = resolve_device(device)
     codec.to(device)
@@ -351,7 +370,7 @@ def train_generator(
         config.generator,
         codec.quantizer,
         codec.length,
-        NUM_CLASSES,
+        num_classes,
         config.network,
         config.objective,
         target_scales=objective_target_scales(config.objective, codec.quantizer, tokens),
@@ -446,7 +465,8 @@ def run(
     Args:
         out_dir: the run folder.
         config: the recipe configuration (default: the ``demo`` preset).
-        data_dir: folder of the Fashion-MNIST files (default: the system data set).
+        data_dir: folder of the Fashion-MNIST files (default: the system data set), or a folder
+            of your own images with one sub-folder per class (see :func:`read_data`).
         device: where to train, sample and evaluate (``"cpu"``, ``"cuda"``, ``"cuda:0"``...).
             Everything written is device-independent: a run folder started on one device
             resumes on another. The same seed gives the same numbers on the CPU; on a GPU the
@@ -462,20 +482,57 @@ def run(
     out = check_run_folder(out_dir)
     # The data are read before the run folder is made: a bad --data-dir leaves nothing behind.
     tick = time.perf_counter()
-    train_x, train_y = load_fashion_mnist("train", data_dir)
-    test_x, test_y = load_fashion_mnist("test", data_dir)
+    classes, *data = read_data(config, data_dir)
+    with lock_run_folder(out):
+        return _run(out, config, classes, tuple(data), time.perf_counter() - tick, device)
+
+
+def read_data(
+    config: ImageFashionConfig, data_dir: str | Path | None = None
+) -> tuple[
+    tuple[str, ...],
+    Float[Tensor, "train 1 28 28"],
+    Int[Tensor, " train"],
+    Float[Tensor, "test 1 28 28"],
+    Int[Tensor, " test"],
+]:
+    """The class names and the training and test images and labels of a run.
+
+    ``data_dir`` laid out as a folder of images (one sub-folder per class, see
+    :mod:`resgen.data.class_folders`) gives your own images at 28x28 grayscale, with the last
+    tenth of each class as the test split; any other ``data_dir`` (or ``None``) is read as the
+    Fashion-MNIST files. ``config.train_subset`` and ``config.test_subset`` apply to both.
+    """
+    if data_dir is not None and is_class_folders(data_dir):
+        split = load_class_folders(data_dir, IMAGE_SIZE)
+        classes = split.classes
+        train_x, train_y = split.train_images, split.train_labels
+        test_x, test_y = split.test_images, split.test_labels
+    else:
+        classes = FASHION_CLASSES
+        train_x, train_y = load_fashion_mnist("train", data_dir)
+        test_x, test_y = load_fashion_mnist("test", data_dir)
     if config.train_subset:
         train_x, train_y = train_x[: config.train_subset], train_y[: config.train_subset]
     if config.test_subset:
         test_x, test_y = test_x[: config.test_subset], test_y[: config.test_subset]
-    data = (train_x, train_y, test_x, test_y)
-    with lock_run_folder(out):
-        return _run(out, config, data, time.perf_counter() - tick, device)
+    return classes, train_x, train_y, test_x, test_y
+
+
+def run_classes(run_dir: str | Path) -> tuple[str, ...]:
+    """The class names a run was trained on (index = label), from its ``recipe.json``; runs
+    written before the recipe read other images are Fashion-MNIST's."""
+    saved = read_config_json(Path(run_dir) / "recipe.json")
+    classes = saved.get("classes", list(FASHION_CLASSES))
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{Path(run_dir) / 'recipe.json'} holds no usable class list")
+    return tuple(classes)
 
 
 def _run(
     out: Path,
     config: ImageFashionConfig,
+    classes: tuple[str, ...],
     data: tuple[
         Float[Tensor, "train 1 28 28"],
         Int[Tensor, " train"],
@@ -485,9 +542,10 @@ def _run(
     data_seconds: float,
     device: torch.device,
 ) -> dict[str, Any]:
-    """:func:`run` once the data (training images and labels, test images and labels) are read
-    and the run folder is locked."""
+    """:func:`run` once the data (class names; training images and labels, test images and
+    labels) are read and the run folder is locked."""
     train_x, train_y, test_x, test_y = data
+    num_classes = len(classes)
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
         # Sampling and evaluation settings may change between runs (only those stages re-run);
@@ -502,7 +560,12 @@ def _run(
                 f"{out} holds a run trained with another configuration (differs in: "
                 f"{', '.join(changed)}); use a new --out folder"
             )
-    write_json(out / "recipe.json", config_dict)
+        if run_classes(out) != classes:
+            raise ValueError(
+                f"{out} holds a run trained on other classes ({', '.join(run_classes(out))}; "
+                f"these data have {', '.join(classes)}); use a new --out folder"
+            )
+    write_json(out / "recipe.json", {**config_dict, "classes": list(classes)})
     wall: dict[str, float] = {"data": data_seconds}
 
     tick = time.perf_counter()
@@ -519,7 +582,7 @@ def _run(
 
     tick = time.perf_counter()
     classifier, classifier_history, _ = train_classifier(
-        config, train_x, train_y, out / "classifier", device=device
+        config, train_x, train_y, out / "classifier", device=device, num_classes=num_classes
     )
     classifier_test_accuracy = class_accuracy(classifier, test_x, test_y)
     wall["classifier"] = time.perf_counter() - tick
@@ -530,18 +593,18 @@ def _run(
 
     tick = time.perf_counter()
     model, generator_history, _ = train_generator(
-        config, codec, tokens, train_y, out / "generator", device=device
+        config, codec, tokens, train_y, out / "generator", device=device, num_classes=num_classes
     )
     wall["generator"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     sampler = make_recipe_sampler(config)
-    grid_labels = torch.arange(NUM_CLASSES).repeat_interleave(NUM_CLASSES)
+    grid_labels = torch.arange(num_classes).repeat_interleave(GRID_COLUMNS)
     grid = generate_images(
         codec, model, grid_labels, sampler, seed=config.seed, progress=False, device=device
     )
-    save_image_grid(grid, out / "samples.png", rows=NUM_CLASSES)
-    eval_labels = torch.arange(NUM_CLASSES).repeat_interleave(config.eval_samples // NUM_CLASSES)
+    save_image_grid(grid, out / "samples.png", rows=num_classes)
+    eval_labels = torch.arange(num_classes).repeat_interleave(config.eval_samples // num_classes)
     sample_tick = time.perf_counter()
     samples = generate_images(
         codec, model, eval_labels, sampler, seed=config.seed + 1, device=device
@@ -551,7 +614,9 @@ def _run(
     wall["sample"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    fids = fid_metrics(config, classifier, samples, test_x, out, device=device)
+    fids = fid_metrics(
+        config, classifier, samples, test_x, out, device=device, num_classes=num_classes
+    )
     wall["fid"] = time.perf_counter() - tick
 
     save_loss_plot(
@@ -565,6 +630,7 @@ def _run(
         "classifier_test_accuracy": classifier_test_accuracy,
         "generator_final_loss": generator_history[-1][1] if generator_history else None,
         "generator": config.generator,
+        "classes": list(classes),
         "depth": codec.depth,
         "generator_loss_unit": (
             "nats per code dimension" if config.generator == "resgen" else "nats per token"
@@ -591,12 +657,14 @@ def fid_metrics(
     out: Path,
     *,
     device: str | torch.device | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> dict[str, Any]:
     """Fréchet distances of ``samples`` to the test split: classifier features and Inception.
 
     Real statistics are cached as ``.npz`` in ``out``. See the "Evaluation" page for the protocol.
     ``samples`` and ``test_images`` may live on any device: the classifier features are taken on
     the classifier's device, the Inception features on ``device`` (``None``: the classifier's).
+    ``samples`` come grouped by class, the same number for each of ``num_classes``.
     """
     from resgen.eval.features import ClassifierFeatures, InceptionFeatures, compute_stats
 
@@ -615,7 +683,7 @@ def fid_metrics(
             inception, test_images[:n], cache=out / f"fid_real_inception_{n}.npz", desc="real"
         )
         # Samples come grouped by class: interleave the classes so the first n are balanced.
-        balanced = rearrange(torch.arange(len(samples)), "(c k) -> (k c)", c=NUM_CLASSES)[:n]
+        balanced = rearrange(torch.arange(len(samples)), "(c k) -> (k c)", c=num_classes)[:n]
         fake = compute_stats(inception, samples[balanced], desc="generated")
         metrics["fid_inception"] = fake.frechet_distance(real)
         metrics["fid_inception_samples"] = [n, n]

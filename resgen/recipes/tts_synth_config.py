@@ -1,8 +1,9 @@
 """The ``tts-synth`` recipe's settings: :class:`TTSSynthConfig`, its presets, and the TTS network
 at the paper's scale.
 
-The recipe itself is :mod:`resgen.recipes.tts_synth`; ``docs/tts.md`` explains each choice of the
-``demo`` preset with the measurements behind it.
+The recipe itself is :mod:`resgen.recipes.tts_synth`; ``docs/tts.md`` is its guide, and
+``docs/research/tts-experiments.md`` explains each choice of the ``demo`` preset with the
+measurements behind it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class TTSSynthConfig:
         objective: ResGen's training objective (its Jensen form sets one mixture component
             per codeword, overriding ``components``). The demo presets train one Gaussian with
             the exact NLL: on their small corpus a mixture explains the frames' variation by its
-            components instead of by the text (``docs/tts.md``, "What the generators lacked").
+            components instead of by the text (``docs/research/tts-experiments.md``, "What the
+            generators lacked").
         ar_network: ``width``, ``layers``, ``heads``, ``depth_layers``, ``text_layers``,
             ``frame_conv`` of the autoregressive baseline.
         generator_stage: training schedule of both generators (equal budget: the same steps,
@@ -51,7 +53,7 @@ class TTSSynthConfig:
             from the network's own full-mask guess (:func:`full_mask_guess`) instead of the
             data's tokens, and learns to correct it. The sampler's later steps see such tokens;
             a network trained only on the data's tokens loses words with every step
-            (``docs/tts.md``, "What the generators lacked").
+            (``docs/research/tts-experiments.md``, "What the generators lacked").
         text_dropout: probability of training without the text (both generators).
         frame_text: also spread the text uniformly over the frames as an input of both
             generators (:func:`~resgen.networks.tts_transformer.spread_text`; not an aligner).
@@ -69,14 +71,15 @@ class TTSSynthConfig:
             ``"table"`` (the demo: the duration model's one cost per symbol) or ``"predictor"``
             (a :class:`~resgen.networks.duration_predictor.PhonemeDurationPredictor` trained on
             the aligner's durations reads each phone in context; the two compared on the demo:
-            ``docs/tts.md``).
+            ``docs/research/tts-experiments.md``).
         timing_predictor: ``width`` and ``layers`` of the duration predictor.
         timing_stage: its training schedule.
         pair_prob: probability that a training batch's prompts are other utterances (one
             kind per batch, so each example is a pair with this probability).
         prompt_fraction: range of the given-prefix fraction of single-utterance examples.
         sampler: ResGen's sampling options (``steps`` = T; the demo: 16 steps at Gaussian
-            temperature 0, chosen by the measurements in ``docs/tts.md``, "Sampling").
+            temperature 0, chosen by the measurements in
+            ``docs/research/tts-experiments.md``, "Sampling").
         guidance_scale: ResGen's classifier-free guidance scale on the text (1 = none, the
             demo's: guidance cost words there).
         resgen_variants: more rows of ResGen's evaluation, each named by its row and sampled

@@ -171,7 +171,8 @@ def training_batch(
     low, high = prompt_fraction
     # One kind per batch, not per example: a batch mixing pairs (twice as long) with single
     # utterances is padded to its pairs' length. Each example is still a pair with probability
-    # ``pair_prob`` (what it saves on the demo corpus: docs/tts.md, "Training time").
+    # ``pair_prob`` (what it saves on the demo corpus: docs/research/tts-experiments.md,
+    # "Training time").
     pairs = float(torch.rand((), generator=generator)) < pair_prob
     sequences, prompts, texts, segments = [], [], [], []
     for index in torch.randint(len(utterances), (batch_size,), generator=generator).tolist():

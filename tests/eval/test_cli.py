@@ -155,3 +155,39 @@ def test_results_print_intervals_as_two_bounds(capsys) -> None:
     ]
     _print_results({"wer_interval_95": (0.2, 0.3125)}, True)
     assert json.loads(capsys.readouterr().out) == {"wer_interval_95": [0.2, 0.3125]}
+
+
+@pytest.mark.parametrize("classes", [10, 3])
+def test_fid_command_reports_the_inception_score(tmp_path, capsys, classes: int) -> None:
+    """``--inception-score``: the classifier's softmax over the fake set, as
+    ``inception_score`` computes it; a classifier of any number of classes loads."""
+    import torch
+    from safetensors.torch import save_file
+
+    from resgen.eval.classifier import FashionClassifier
+    from resgen.eval.features import to_unit_range
+    from resgen.eval.image_metrics import inception_score
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    images = load_idx_images(FASHION_TEST, limit=12)
+    for i, img in enumerate(images):
+        Image.fromarray(img[0].numpy()).save(folder / f"{i:02d}.png")
+    torch.manual_seed(1)
+    classifier = FashionClassifier(classes).eval()
+    weights = tmp_path / "classifier.safetensors"
+    save_file(classifier.state_dict(), str(weights))
+    command = ["eval", "fid", "--real", str(folder), "--fake", str(folder), "--features",
+               "fashion", "--classifier", str(weights), "--json", "--no-progress"]  # fmt: skip
+    args = parse([*command, "--inception-score", "--splits", "3"])
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with torch.no_grad():
+        expected = inception_score(classifier(to_unit_range(images)).softmax(-1), splits=3)
+    assert printed["inception_score"] == pytest.approx(expected.mean, rel=1e-5)
+    assert printed["inception_score_std"] == pytest.approx(expected.std, rel=1e-4, abs=1e-6)
+    assert 1.0 <= printed["inception_score"] <= classes
+    no_classifier = parse(["eval", "fid", "--real", str(folder), "--fake", str(folder),
+                           "--inception-score"])  # fmt: skip
+    with pytest.raises(ValueError, match="--inception-score needs --classifier"):
+        no_classifier.func(no_classifier)
