@@ -20,8 +20,9 @@ and DistributedDataParallel averages the ranks' gradients, so every
 step's update is that of the whole global batch whatever ``W`` (any ``W`` that divides
 ``M``), and a resumed run sees the same global batches. With one process and one micro-batch the
 loop is the single-process loop above, unchanged. Only rank 0 writes checkpoints (with sharded
-weights each rank writes its shards of ``latest/``) and shows the progress bar (global examples/s and the world size); a checkpoint holds every rank's random
-state, so a run of the same world size resumes exactly after any of its processes was killed.
+weights each rank writes its shards of ``latest/``) and shows the progress bar (global
+examples/s and the world size); a checkpoint holds every rank's random state, so a run of the
+same world size resumes exactly after any of its processes was killed.
 ``spec.sharding="fsdp"`` shards the weights with FSDP2 instead of copying them to every process
 (:mod:`~resgen.training.sharding`).
 """
