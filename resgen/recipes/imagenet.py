@@ -613,7 +613,10 @@ def evaluate(
         ),
         "inception_score": score.mean,
         "inception_score_std": score.std,
-        "inception_score_classifier": f"softmax probe on Inception pool3 of {len(kept)} val images",
+        "inception_score_classifier": (
+            f"softmax probe on Inception pool3 features of {len(kept)} val images (the offline "
+            "Inception has no 1008-way head: not comparable with published IS)"
+        ),
         "precision": pr.precision,
         "recall": pr.recall,
         "reference": str(config.reference),

@@ -68,6 +68,7 @@ from resgen.codecs.mel_rvqvae import MelCodecConfig, MelRVQVAE
 from resgen.codecs.phonemes import PhonemeTokenizer, PhonemeVocabulary
 from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.data.audio_io import load_audio, write_wav
+from resgen.data.libritts import load_libritts, write_libritts_manifest
 from resgen.data.manifest import ManifestRecord, read_manifest
 from resgen.data.speech_corpus.builder import build_corpus
 from resgen.data.speech_corpus.phone_alignments import corpus_alignments, phone_vocabulary
@@ -86,7 +87,7 @@ from resgen.networks.tts_transformer import (
     TTSTransformerConfig,
 )
 from resgen.recipes.generators import with_new_objective_options
-from resgen.recipes.tts_synth_config import PRESETS, REFERENCE_ROWS, TTSSynthConfig
+from resgen.recipes.tts_synth_config import LIBRITTS, PRESETS, REFERENCE_ROWS, TTSSynthConfig
 from resgen.training import distributed
 from resgen.training.checkpoint import (
     CheckpointError,
@@ -341,6 +342,30 @@ def _mean_loss(
     )
 
 
+def resgen_network(
+    config: TTSSynthConfig, vocabulary: int, max_length: int, max_phonemes: int
+) -> TTSTransformerConfig:
+    """ResGen's network for ``config`` (its codec's depth, code size and codebook size) on data
+    of ``vocabulary`` text symbols, at most ``max_length`` positions (prompt and target) and
+    ``max_phonemes`` phonemes."""
+    return TTSTransformerConfig(
+        length=max_length,
+        depth=config.codec.depth,
+        dim=config.codec.latent_dim,
+        vocabulary=vocabulary,
+        max_phonemes=max_phonemes,
+        text_dropout=config.text_dropout,
+        frame_text=config.frame_text,
+        **{
+            **config.network,
+            "components": config.objective.head_components(
+                config.network.get("components", fields(TTSTransformerConfig).components.default),
+                config.codec.codes,
+            ),
+        },
+    )
+
+
 def train_resgen(
     config: TTSSynthConfig,
     codec: MelRVQVAE,
@@ -354,22 +379,7 @@ def train_resgen(
     """Stage 4: train ResGen's TTS network; returns it and its stage result (loss history,
     seconds, and the loss on ``held_out`` utterances, never trained on, every checkpoint)."""
     torch.manual_seed(config.seed + 2)
-    net_config = TTSTransformerConfig(
-        length=max_length,
-        depth=codec.depth,
-        dim=codec.quantizer.dim,
-        vocabulary=vocabulary,
-        max_phonemes=max_phonemes,
-        text_dropout=config.text_dropout,
-        frame_text=config.frame_text,
-        **{
-            **config.network,
-            "components": config.objective.head_components(
-                config.network.get("components", fields(TTSTransformerConfig).components.default),
-                codec.quantizer.codes,
-            ),
-        },
-    )
+    net_config = resgen_network(config, vocabulary, max_length, max_phonemes)
     model = TextToSpeechTransformer(net_config)
     spec, speakers = config.generator_stage, by_speaker(train)
 
@@ -671,6 +681,40 @@ def evaluate(
     }
 
 
+def _check_libritts_root(root: str | Path | None, subsets: tuple[str, ...]) -> None:
+    """One line for a LibriTTS root that is not given or not there."""
+    if root is None:
+        raise ValueError("a libritts preset reads LibriTTS: give its root with --data-dir ROOT")
+    for folder in [Path(root)] + [Path(root) / name for name in subsets]:
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"LibriTTS folder not found: {folder} (--data-dir is the folder holding "
+                f"{', '.join(subsets) or '<speaker>/<chapter>/ folders'})"
+            )
+
+
+def libritts_corpus(config: TTSSynthConfig, root: str | Path, corpus: Path) -> Path:
+    """Stage 1 for LibriTTS: the manifest of the utterances under ``root`` (its
+    ``config.libritts_subsets``) in ``corpus``, the last ``config.libritts_test_speakers``
+    speakers held out; reused when complete. Transcripts the text front-end cannot read are
+    skipped with a warning.
+
+    Raises:
+        ValueError: the folder is not in LibriTTS layout, or has too few speakers.
+    """
+    if (corpus / "phonemes.json").is_file():  # written last by write_libritts_manifest
+        return corpus / "manifest.jsonl"
+    utterances = load_libritts(root, config.libritts_subsets or None)
+    speakers = sorted({u.speaker for u in utterances})
+    if len(speakers) <= config.libritts_test_speakers:
+        raise ValueError(
+            f"{root} holds {len(speakers)} speakers; the preset holds out "
+            f"{config.libritts_test_speakers} and trains on the rest"
+        )
+    test = speakers[-config.libritts_test_speakers :]
+    return write_libritts_manifest(utterances, corpus, test_speakers=test, skip_bad_text=True)
+
+
 def run(
     out_dir: str | Path,
     config: TTSSynthConfig | None = None,
@@ -684,12 +728,14 @@ def run(
         out_dir: the run folder.
         config: a :class:`TTSSynthConfig` (default: the ``demo`` preset).
         data_dir: an existing corpus folder of the same corpus preset to reuse (default:
-            ``out_dir/corpus``, built when missing).
+            ``out_dir/corpus``, built when missing); with ``config.corpus == "libritts"`` the
+            LibriTTS root (required; its manifest is written to ``out_dir/corpus``).
         device: ``"cpu"``: the recipe runs on the CPU only.
 
     Raises:
-        ValueError: ``device`` is not the CPU, or ``out_dir`` holds a run of another
-            configuration.
+        ValueError: ``device`` is not the CPU, ``out_dir`` holds a run of another
+            configuration, or a LibriTTS preset is given no ``data_dir``.
+        FileNotFoundError: the LibriTTS root (or a subset folder) is missing.
         RunFolderInUseError: another process is writing ``out_dir``.
     """
     if str(device).split(":")[0] != "cpu":
@@ -698,6 +744,8 @@ def run(
     out = check_run_folder(out_dir)
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise NotADirectoryError(f"--data-dir {data_dir} is a file, not a corpus folder")
+    if config.corpus == LIBRITTS:
+        _check_libritts_root(data_dir, config.libritts_subsets)
     with lock_run_folder(out):
         return _run(out, config, data_dir)
 
@@ -727,8 +775,12 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     wall: dict[str, float] = {}
 
     tick = time.perf_counter()
-    corpus = Path(data_dir) if data_dir is not None else out / "corpus"
-    manifest = distributed.main_first(lambda: build_corpus(corpus, config.corpus))
+    if config.corpus == LIBRITTS:
+        corpus = out / "corpus"
+        manifest = distributed.main_first(lambda: libritts_corpus(config, data_dir, corpus))
+    else:
+        corpus = Path(data_dir) if data_dir is not None else out / "corpus"
+        manifest = distributed.main_first(lambda: build_corpus(corpus, config.corpus))
     records = read_manifest(manifest)
     texts = _texts(config, records, corpus, out)
     wall["corpus"] = time.perf_counter() - tick

@@ -20,7 +20,11 @@ from resgen.diffusion.sampler import SamplerConfig
 from resgen.networks.tts_transformer import TTSTransformerConfig
 from resgen.training.trainer import StageSpec
 
-__all__ = ["TTSSynthConfig", "PRESETS", "PAPER_SCALE", "REFERENCE_ROWS"]
+__all__ = ["TTSSynthConfig", "PRESETS", "PAPER_SCALE", "REFERENCE_ROWS", "LIBRITTS"]
+
+LIBRITTS = "libritts"
+"""The ``corpus`` value that reads a LibriTTS folder given by the user (``--data-dir``) instead of
+synthesising a corpus."""
 
 
 REFERENCE_ROWS = ("truth", "vocoded", "resynth")
@@ -32,7 +36,14 @@ class TTSSynthConfig:
     """Everything the recipe needs; a preset is one of these.
 
     Attributes:
-        corpus: preset name of :data:`~resgen.data.speech_corpus.builder.CORPUS_PRESETS`.
+        corpus: preset name of :data:`~resgen.data.speech_corpus.builder.CORPUS_PRESETS`, or
+            ``"libritts"``: the LibriTTS-layout folder given as ``data_dir``
+            (:mod:`~resgen.data.libritts`; it needs ``text_alignment="uniform"``, the only
+            setting without a synthesiser's phones).
+        libritts_subsets: subset folders read under the LibriTTS root (e.g.
+            ``("train-clean-100",)``); empty: the root itself holds the speaker folders.
+        libritts_test_speakers: speakers held out for the zero-shot evaluation, the last ones in
+            sorted order of their ids.
         codec: the mel codec.
         codec_stage: its training schedule.
         codec_crop_frames: mel frames per training crop of the codec.
@@ -98,7 +109,9 @@ class TTSSynthConfig:
         seed: seed of every random choice.
     """
 
-    corpus: str = field(default="demo", validator=validators.in_(tuple(CORPUS_PRESETS)))
+    corpus: str = field(default="demo", validator=validators.in_((*CORPUS_PRESETS, LIBRITTS)))
+    libritts_subsets: tuple[str, ...] = field(default=(), converter=tuple)
+    libritts_test_speakers: int = field(default=2, validator=validators.ge(1))
     codec: MelCodecConfig = field(
         factory=lambda: MelCodecConfig(hidden=128, latent_dim=16, codes=256, depth=8, downsample=2)
     )
@@ -192,6 +205,10 @@ class TTSSynthConfig:
                 raise ValueError(
                     f"resgen_variants[{row!r}]: unknown options {unknown}; use {sorted(options)}"
                 )
+        if self.corpus == LIBRITTS and self.text_alignment != "uniform":
+            raise ValueError(
+                "the libritts corpus has no synthesiser phones: it needs text_alignment='uniform'"
+            )
         if self.text_alignment != "uniform" and not self.frame_text:
             raise ValueError(
                 f"text_alignment={self.text_alignment!r} places the text on the frames: it "
@@ -258,9 +275,6 @@ PRESETS["smoke-ddp"] = evolve(
         for stage in ("codec_stage", "aligner_stage", "timing_stage", "generator_stage")
     },
 )
-"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (the same sizes; their
-training times are in ``docs/tts.md``), ``smoke`` (a pipeline check) and ``smoke-ddp`` (the
-same on one or two processes)."""
 
 
 PAPER_SCALE = TTSTransformerConfig(
@@ -276,5 +290,75 @@ PAPER_SCALE = TTSTransformerConfig(
     components=32,
     head_rank=256,
 )
-"""The network at the paper's scale (RVQ depth 32, a ~600M-parameter backbone); it constructs
-but is never trained here (see ``docs/tts.md``)."""
+"""The network at the paper's scale (RVQ depth 32, a ~600M-parameter backbone); the
+``libritts-paper`` preset trains it (see ``docs/guides/training-at-scale.md``)."""
+
+# LibriTTS read from --data-dir with the phonemes spread evenly (no synthesiser phones), at the
+# smoke sizes and in two micro-batches per stage: the data path's check on one or two processes.
+PRESETS["libritts-smoke"] = evolve(
+    PRESETS["smoke-ddp"],
+    corpus=LIBRITTS,
+    text_alignment="uniform",
+    timing="table",
+    libritts_test_speakers=2,
+    asr="off",  # the data path is what it checks; the evaluators are checked by `smoke`
+    speaker_similarity="off",
+)
+
+_PAPER_NETWORK = {
+    "width": PAPER_SCALE.width,
+    "layers": PAPER_SCALE.layers,
+    "heads": PAPER_SCALE.heads,
+    "text_layers": PAPER_SCALE.text_layers,
+    "components": PAPER_SCALE.components,
+    "head_rank": PAPER_SCALE.head_rank,
+    "frame_conv": PAPER_SCALE.frame_conv,
+}
+# LibriTTS (train-clean-100, train-clean-360, train-other-500: about 555 hours) on 8 GPUs, the
+# generator at PAPER_SCALE (a depth-32 codec of 64-d codes at 15.6 positions/s). Stage sizes,
+# chosen for 8 GPUs (the paper states none): each stage's global batch is cut into 32
+# micro-batches, 4 per GPU, so 8 GPUs accumulate 4 and 16 or 32 GPUs fewer with the same
+# updates. The generators take 256 utterances per step (8 per micro-batch: at up to 1,024
+# positions of width 1,280 in bfloat16 that fits an 80 GB GPU beside the ~10 GB of float32
+# weights, gradients and AdamW moments of 625 M parameters); 100,000 steps are about 70 passes
+# over LibriTTS's ~370,000 training utterances. The baseline gets the same network size and
+# budget (the recipe compares the two on equal terms), which doubles the generator time.
+_PAPER_GENERATOR_STAGE = StageSpec(
+    steps=100_000,
+    batch_size=256,
+    lr=2e-4,
+    weight_decay=0.01,
+    warmup=5_000,
+    checkpoint_every=2_000,
+    precision="bfloat16",
+    ema_decay=0.9999,
+    micro_batches=32,
+)
+PRESETS["libritts-paper"] = TTSSynthConfig(
+    corpus=LIBRITTS,
+    libritts_subsets=("train-clean-100", "train-clean-360", "train-other-500"),
+    libritts_test_speakers=40,
+    codec=MelCodecConfig(hidden=512, latent_dim=PAPER_SCALE.dim, codes=1024, depth=32),
+    codec_stage=StageSpec(
+        steps=50_000,
+        batch_size=256,
+        lr=1e-3,
+        warmup=1_000,
+        checkpoint_every=2_000,
+        precision="bfloat16",
+        micro_batches=32,
+    ),
+    codec_crop_frames=256,
+    network=_PAPER_NETWORK,
+    ar_network={k: v for k, v in _PAPER_NETWORK.items() if k not in ("components", "head_rank")}
+    | {"depth_layers": 2},
+    generator_stage=_PAPER_GENERATOR_STAGE,
+    text_alignment="uniform",
+    sampler=SamplerConfig(steps=16, temperature=0.0),  # the paper's 16 steps
+    eval_per_speaker=8,
+    prompt_seconds=3.0,
+)
+"""Ready-made sizes: ``demo``, ``demo-uniform`` and ``demo-aligned`` (the same sizes; their
+training times are in ``docs/tts.md``), ``smoke`` (a pipeline check), ``smoke-ddp`` (the
+same on one or two processes), ``libritts-smoke`` (the LibriTTS data path at the smoke sizes)
+and ``libritts-paper`` (LibriTTS at the paper's scale, for 8 GPUs)."""

@@ -13,6 +13,10 @@ safetensors file. Run folders written before this format hold ``state.pt`` inste
 ``torch.load(weights_only=True)`` (tensors and plain containers, no code); sampling never reads
 training state.
 
+A stage trained with sharded weights (FSDP2) writes its ``latest/`` checkpoint as
+``torch.distributed.checkpoint`` shards instead of ``NAME.safetensors`` files, in the same
+folder layout otherwise (:mod:`~resgen.training.distributed_checkpoint`).
+
 **Writing.** A checkpoint is written into a temporary sibling (``.NAME.tmp-*``), every file and the
 folder are flushed to disk, and it is swapped in with two renames: the previous checkpoint moves
 to ``.NAME.old``, the new one to ``NAME``, then ``.NAME.old`` is removed. A crash between the two
@@ -49,6 +53,7 @@ from resgen.files import atomic_write, fsync_path, new_file_mode
 __all__ = [
     "CheckpointError",
     "save_checkpoint",
+    "publish_checkpoint",
     "load_checkpoint",
     "read_config",
     "read_json",
@@ -189,10 +194,29 @@ def save_checkpoint(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
     try:
-        os.chmod(tmp, new_file_mode(directory=True))  # mkdtemp makes a private (0700) folder
         for name, module in modules.items():
             tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
             _save_tensors(tensors, tmp / f"{name}.safetensors")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_checkpoint(tmp, folder, config, state)
+
+
+def publish_checkpoint(
+    tmp: str | Path, folder: str | Path, config: dict[str, Any], state: dict[str, Any] | None
+) -> None:
+    """Complete the temporary folder ``tmp`` (which holds the weights already) with
+    ``config.json`` and the training state, flush it to disk and swap it in as ``folder`` (see
+    the module's documentation). ``tmp`` must be a sibling named ``.NAME.tmp-*``.
+
+    Raises:
+        OSError: the disk is full or the folder is not writable (``tmp`` is removed and the
+            previous checkpoint kept).
+    """
+    tmp, folder = Path(tmp), Path(folder)
+    try:
+        os.chmod(tmp, new_file_mode(directory=True))  # mkdtemp makes a private (0700) folder
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if state is not None:
             _write_state(tmp, state)

@@ -6,12 +6,13 @@ DistributedDataParallel: every element of an ``nn.ModuleList`` (a transformer's 
 its own unit, gathered just before it runs and freed after, and the root (the loss over all the
 trained modules) holds the rest. :class:`ShardedModules` is what the loop needs of them.
 
-**Checkpoints** keep the format of every other stage (safetensors weights, JSON training state):
-the full weights, optimizer state and weight average are gathered onto rank 0 with
-``torch.distributed.checkpoint.state_dict`` and written there; resuming, every rank reads them
-and keeps its shard. The distributed checkpoint *file* format is not used, because it stores its
-metadata with pickle, which this project never loads. Each process therefore builds the whole
-model in host memory once before sharding it.
+**Checkpoints.** The resumable ``latest/`` checkpoint is written with
+``torch.distributed.checkpoint``: each rank writes its shards of the weights, the optimizer state
+and the weight average, nothing is gathered (:meth:`ShardedModules.save`, in the pickle-free
+layout of :mod:`~resgen.training.distributed_checkpoint`); resuming, each rank reads the shards it
+holds now (:meth:`ShardedModules.load`). The finished weights (``final/``) are gathered whole onto
+rank 0 and written as every other stage's (one safetensors file per module,
+:meth:`ShardedModules.gathered_modules`), so sampling and evaluation run on one process.
 
 **After training** the modules are gathered whole for good (:meth:`ShardedModules.keep_whole`),
 so sampling and evaluation call them as if they had never been sharded.
@@ -21,14 +22,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from resgen.training.averaging import WeightAverage
+from resgen.training.distributed_checkpoint import load_sharded, save_sharded
 
 __all__ = ["ShardedModules"]
+
+_NAME = "__dcp__"
+
+
+def _split(value: Any, name: str, tensors: dict[str, Tensor]) -> Any:
+    """``value`` (nested dicts, lists, tuples) with each tensor moved to ``tensors`` under its
+    path (``name/key/...``) and replaced by ``{"__dcp__": path}``."""
+    if isinstance(value, Tensor):
+        tensors[name] = value
+        return {_NAME: name}
+    if isinstance(value, dict):
+        return {k: _split(v, f"{name}/{k}", tensors) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_split(v, f"{name}/{i}", tensors) for i, v in enumerate(value))
+    return value
+
+
+def _join(value: Any, tensors: dict[str, Tensor]) -> Any:
+    """Invert :func:`_split`."""
+    if isinstance(value, dict):
+        if set(value) == {_NAME}:
+            return tensors[value[_NAME]]
+        return {k: _join(v, tensors) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_join(v, tensors) for v in value)
+    return value
 
 
 class _Gathered(nn.Module):
@@ -93,52 +122,65 @@ class ShardedModules:
             out[name][rest] = value
         return {name: _Gathered(state) for name, state in out.items()}
 
-    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """The optimizer's whole state by parameter name, on rank 0 (empty elsewhere). Every
-        rank must call it."""
-        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-        return get_optimizer_state_dict(self.root, optimizer, options=self._options())
-
-    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-        """Give each rank its shard of a whole optimizer state (every rank read the file)."""
+    def _sharded_state(
+        self, optimizer: torch.optim.Optimizer, average: WeightAverage | None
+    ) -> tuple[dict[str, Tensor], Any]:
+        """This rank's shards of the weights, optimizer state and weight average, by name
+        (``model/...``, ``optimizer/...``, ``average/I``), and the optimizer state's structure
+        with its tensors replaced by those names (JSON-serialisable)."""
         from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        tensors = {f"model/{k}": v for k, v in get_model_state_dict(self.root).items()}
+        structure = _split(get_optimizer_state_dict(self.root, optimizer), "optimizer", tensors)
+        if average is not None:
+            tensors.update({f"average/{i}": a for i, a in enumerate(average.averages)})
+        return tensors, structure
+
+    def save(
+        self,
+        folder: Path,
+        optimizer: torch.optim.Optimizer,
+        average: WeightAverage | None,
+        config: dict[str, Any],
+        state: dict[str, Any],
+    ) -> None:
+        """Write a resumable checkpoint: each rank its shards of the weights, optimizer state and
+        weight average (:func:`~resgen.training.distributed_checkpoint.save_sharded`), rank 0 the
+        rest of ``state`` as JSON. Every rank must call it."""
+        tensors, structure = self._sharded_state(optimizer, average)
+        state = {**state, "optimizer": structure}
+        if average is not None:
+            state["average"] = {"updates": average.updates}
+        save_sharded(folder, tensors, config, state)
+
+    def load(
+        self,
+        folder: Path,
+        optimizer: torch.optim.Optimizer,
+        average: WeightAverage | None,
+        state: dict[str, Any],
+    ) -> None:
+        """Resume from what :meth:`save` wrote (``state`` is its training state, already read):
+        each rank reads its shards, as the weights are sharded now. Every rank must call it.
+
+        Raises:
+            KeyError: the checkpoint does not hold what this stage trains.
+        """
+        from torch.distributed.checkpoint.state_dict import (
+            set_model_state_dict,
             set_optimizer_state_dict,
         )
 
-        options = StateDictOptions(full_state_dict=True)
-        set_optimizer_state_dict(self.root, optimizer, state, options=options)
-
-    def average_state(self, average: WeightAverage) -> dict[str, Any]:
-        """The weight average, gathered whole (on every rank). Every rank must call it."""
-        return {
-            "updates": average.updates,
-            "averages": [a.full_tensor().cpu() for a in average.averages],
-        }
-
-    def load_average_state(self, average: WeightAverage, state: dict[str, Any]) -> None:
-        """Give each rank its shard of a whole weight average.
-
-        Raises:
-            ValueError: the saved averages do not match the parameters in number or shape.
-        """
-        from torch.distributed.tensor import distribute_tensor
-
-        saved: list[Tensor] = state["averages"]
-        if [tuple(a.shape) for a in saved] != [tuple(p.shape) for p in average.params]:
-            raise ValueError("the saved weight average does not match the parameters trained")
-        average.updates = int(state["updates"])
-        with torch.no_grad():
-            for mine, whole in zip(average.averages, saved, strict=True):
-                mine.copy_(
-                    distribute_tensor(
-                        whole.to(mine.device, mine.dtype),
-                        mine.device_mesh,
-                        mine.placements,
-                        src_data_rank=None,
-                    )
-                )
+        tensors, _ = self._sharded_state(optimizer, average)
+        load_sharded(folder, tensors)
+        model = {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
+        set_model_state_dict(self.root, model)
+        set_optimizer_state_dict(self.root, optimizer, _join(state["optimizer"], tensors))
+        if average is not None:
+            average.updates = int(state["average"]["updates"])
 
     def _gather(self) -> None:
         for unit in self.units:

@@ -19,9 +19,10 @@ the stage, the step and the micro-batch, so dropout draws do not depend on the p
 and DistributedDataParallel averages the ranks' gradients, so every
 step's update is that of the whole global batch whatever ``W`` (any ``W`` that divides
 ``M``), and a resumed run sees the same global batches. With one process and one micro-batch the
-loop is the single-process loop above, unchanged. Only rank 0 writes checkpoints and shows the
-progress bar (global examples/s and the world size); a checkpoint holds every rank's random
-state, so a run of the same world size resumes exactly after any of its processes was killed.
+loop is the single-process loop above, unchanged. Only rank 0 writes checkpoints (with sharded
+weights each rank writes its shards of ``latest/``) and shows the progress bar (global
+examples/s and the world size); a checkpoint holds every rank's random state, so a run of the
+same world size resumes exactly after any of its processes was killed.
 ``spec.sharding="fsdp"`` shards the weights with FSDP2 instead of copying them to every process
 (:mod:`~resgen.training.sharding`).
 """
@@ -50,6 +51,7 @@ from resgen.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from resgen.training.distributed_checkpoint import is_sharded_checkpoint
 from resgen.training.sharding import ShardedModules
 
 __all__ = [
@@ -371,6 +373,22 @@ def _own_rng(state: dict[str, Any]) -> dict[str, Tensor]:
     return state["rng"]
 
 
+def _check_layout(folder: Path, shard: bool) -> None:
+    """Refuse to resume from a ``latest/`` checkpoint of the other layout (sharded or whole)."""
+    if is_sharded_checkpoint(folder) == shard:
+        return
+    if shard:
+        raise CheckpointError(
+            f"{folder} holds whole weights (written by one process, by DDP or by an older "
+            "resgen's FSDP); resume it with the settings that wrote it, or delete it to restart "
+            "the stage"
+        )
+    raise CheckpointError(
+        f"{folder} holds FSDP shards; resume it with sharding='fsdp' on several processes "
+        "(torchrun), or delete it to restart the stage"
+    )
+
+
 def run_stage(
     name: str,
     folder: Path,
@@ -447,40 +465,33 @@ def run_stage(
         )
     start, history, seconds, validation = 0, [], 0.0, []
     state: dict[str, Any] = {}
-    if resolve_checkpoint(latest) is not None:  # the weights go in before any sharding
-        state = load_checkpoint(latest, modules, config, training_state=True) or {}
+    shard = world > 1 and spec.sharding == "fsdp"
+    resumed = resolve_checkpoint(latest)
+    if resumed is not None:  # whole weights go in before any sharding, shards after
+        _check_layout(resumed, shard)
+        state = load_checkpoint(resumed, {} if shard else modules, config, training_state=True)
+        state = state or {}
         start, history, seconds, validation = _progress(state, latest)
     root = _LossModule(modules, loss_fn)
-    sharded = ShardedModules(root, device) if world > 1 and spec.sharding == "fsdp" else None
+    sharded = ShardedModules(root, device) if shard else None
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     average = WeightAverage(params, spec.ema_decay) if spec.ema_decay > 0 else None
     if state:
         if "rng" in state:
             _restore(latest, lambda: set_rng_state(_own_rng(state), device))
-        if "optimizer" in state:
-            _restore(
-                latest,
-                lambda: (
-                    optimizer.load_state_dict(state["optimizer"])
-                    if sharded is None
-                    else sharded.load_optimizer_state(optimizer, state["optimizer"])
-                ),
+        if average is not None and "average" not in state:
+            raise ValueError(
+                f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
+                "resume with the settings it was started with, or delete it"
             )
-        if average is not None:
-            if "average" not in state:
-                raise ValueError(
-                    f"{latest} holds no weight average but spec.ema_decay={spec.ema_decay}: "
-                    "resume with the settings it was started with, or delete it"
-                )
-            _restore(
-                latest,
-                lambda: (
-                    average.load_state_dict(state["average"])
-                    if sharded is None
-                    else sharded.load_average_state(average, state["average"])
-                ),
-            )
+        if sharded is not None:
+            _restore(latest, lambda: sharded.load(resumed, optimizer, average, state))
+        else:
+            if "optimizer" in state:
+                _restore(latest, lambda: optimizer.load_state_dict(state["optimizer"]))
+            if average is not None:
+                _restore(latest, lambda: average.load_state_dict(state["average"]))
     ddp: nn.Module | None = None
     if world > 1 and sharded is None:
         from torch.nn.parallel import DistributedDataParallel
@@ -552,11 +563,9 @@ def run_stage(
     for module in modules.values():
         module.train()
 
-    def snapshot(step: int) -> dict[str, Any]:
+    def checkpoint(step: int) -> None:
+        """Write ``latest/`` after ``step`` steps (every rank calls it)."""
         state = {
-            "optimizer": _to_cpu(optimizer.state_dict())
-            if sharded is None
-            else sharded.optimizer_state(optimizer),
             "step": step,
             "history": history,
             "seconds": seconds,
@@ -565,11 +574,15 @@ def run_stage(
         }
         if not plain:
             state["micro_seed"] = micro_seed
+        if sharded is not None:  # every rank writes its shards
+            sharded.save(latest, optimizer, average, config, state)
+            return
+        state["optimizer"] = _to_cpu(optimizer.state_dict())
         if average is not None:
-            state["average"] = (
-                average.state_dict() if sharded is None else sharded.average_state(average)
-            )
-        return state
+            state["average"] = average.state_dict()
+        if main:
+            save_checkpoint(latest, modules, config, state)
+        distributed.barrier()
 
     def saved() -> dict[str, nn.Module]:
         """What a checkpoint writes of the weights (gathered by every rank when sharded)."""
@@ -615,10 +628,7 @@ def run_stage(
         if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
             now = time.perf_counter()
             seconds, tick = seconds + now - tick, now
-            state, weights = snapshot(step + 1), saved()
-            if main:
-                save_checkpoint(latest, weights, config, state)
-            distributed.barrier()
+            checkpoint(step + 1)
     bar.close()
     seconds += time.perf_counter() - tick
     if average is not None:

@@ -49,3 +49,19 @@ def test_batch_composition_does_not_change_features(features) -> None:
     train = to_unit_range(load_idx_images(FASHION.format("train"), limit=2))
     single = InceptionFeatures()(train[:1]).numpy()
     np.testing.assert_allclose(single[0], features["train"][0], rtol=1e-3, atol=1e-4)
+
+
+def test_the_offline_inception_has_no_classifier_head() -> None:
+    # Why the Inception Score uses a probe (resgen.eval.adm_reference): the TorchScript file stops
+    # at pool3. Its forward takes the image alone and returns [batch, 2048]; its 376 tensors hold
+    # 21,802,784 numbers, all convolution kernels (4-d) and batch-norm vectors (1-d): no
+    # 2048 x 1008 logits matrix (2,064,384 more numbers) to give p(y|x). If a later file ships one,
+    # this fails and the recipe should switch to the standard IS.
+    from resgen.eval.features import inception_weights_path
+
+    network = torch.jit.load(str(inception_weights_path()), map_location="cpu")
+    params = dict(network.named_parameters())
+    assert sum(p.numel() for p in params.values()) == 21_802_784
+    assert {p.dim() for p in params.values()} == {1, 4}
+    assert not list(network.named_buffers())
+    assert [a.name for a in network.forward.schema.arguments] == ["self", "x"]

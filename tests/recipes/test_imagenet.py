@@ -83,6 +83,7 @@ def _check_run(out: Path, world: int) -> dict:
     for key in ("fid", "inception_score", "precision", "recall"):
         assert isinstance(metrics[key], float) and np.isfinite(metrics[key]), key
     assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1
+    assert metrics["inception_score_classifier"].startswith("softmax probe")  # not the 1008-way
     assert metrics["train_images_by_status"] == {
         "ok": 24, "converted_to_rgb": 2, "upscaled_to_crop": 1, "unreadable_skipped": 2,
     }  # fmt: skip

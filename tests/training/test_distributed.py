@@ -3,6 +3,7 @@ same global batches, and an exact resume after one process is killed with SIGKIL
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from resgen.training.checkpoint import load_checkpoint
+from resgen.training.distributed_checkpoint import METADATA
 from resgen.training.trainer import BatchPart, StageSpec, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,11 +141,23 @@ def test_fsdp_on_two_processes_updates_as_one(sharded_run: Path, tmp_path: Path)
     assert [step for step, _ in state["validation"]] == [4, 8, 12]  # rank 0, weights gathered
 
 
-def test_fsdp_resumes_exactly_after_a_kill(sharded_run: Path, tmp_path: Path) -> None:
+def test_fsdp_resumes_exactly_after_a_kill_from_dcp_shards(
+    sharded_run: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "killed"
     first = torchrun(str(WORKER), str(folder), "--fsdp", "--kill-at", "9")
     assert first.returncode != 0
     assert (folder / "latest" / "config.json").is_file() and not (folder / "final").exists()
+    # latest/ is a torch.distributed.checkpoint folder: one shard file per rank, the metadata as
+    # JSON (no pickled .metadata), and no gathered weights
+    files = {p.name for p in (folder / "latest").iterdir()}
+    assert {"__0_0.distcp", "__1_0.distcp", METADATA, "state.json"} <= files, files
+    assert ".metadata" not in files and "generator.safetensors" not in files, files
+    shards = json.loads((folder / "latest" / METADATA).read_text())["tensors"]
+    weight = next(v for k, v in shards.items() if k.startswith("model/") and len(v["size"]) == 2)
+    assert len(weight["chunks"]) == 2  # a matrix is split over both ranks
+    assert any(k.startswith("optimizer/") for k in shards)
+    assert any(k.startswith("average/") for k in shards)
     again = torchrun(str(WORKER), str(folder), "--fsdp", "--kill-at", "9")
     assert again.returncode == 0, again.stderr[-3000:]
     straight, resumed = _weights(sharded_run), _weights(folder)
