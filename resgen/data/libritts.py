@@ -129,8 +129,9 @@ def write_libritts_manifest(
 ) -> Path:
     """Write ``manifest.jsonl`` and ``splits.json`` for LibriTTS utterances.
 
-    The records have the synthetic corpus's format (:class:`~resgen.data.speech_corpus.builder.
-    ManifestRecord`): audio paths relative to ``out_dir``, phonemes from
+    The records have the synthetic corpus's format
+    (:class:`~resgen.data.speech_corpus.builder.ManifestRecord`): audio paths relative to
+    ``out_dir``, phonemes from
     :class:`~resgen.codecs.phonemes.PhonemeTokenizer`, ``base_voice`` equal to the speaker.
 
     Args:
