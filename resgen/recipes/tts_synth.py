@@ -819,6 +819,10 @@ def _run(
             with_new_objective_options(read_json(out / "recipe.json", "recipe configuration")),
             ("codec_stage", "generator_stage", "aligner_stage", "timing_stage"),
         )
+        if isinstance(saved, dict) and saved.get("corpus") != LIBRITTS:
+            # written before the LibriTTS options existed: a synthetic corpus never read them
+            for name in ("libritts_subsets", "libritts_test_speakers"):
+                saved.setdefault(name, config_dict.get(name))
         changed = sorted(
             k
             for k in set(saved) | set(config_dict)
