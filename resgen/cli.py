@@ -246,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--device",
         default="cpu",
-        help="torch device to train on: cpu (default), cuda, cuda:1, ... (image recipe); a run "
-        "folder resumes on any device",
+        help="torch device to train on: cpu (default), cuda, cuda:1, ... (every recipe; under "
+        "torchrun, cuda is each process's cuda:LOCAL_RANK); a run folder resumes on any device",
     )
     train.add_argument(
         "--guidance",

@@ -85,14 +85,16 @@ class PhonemeDurationPredictor(nn.Module):
 
     @torch.no_grad()
     def durations(self, ids: Int[Tensor, " phonemes"]) -> Float[Tensor, " phonemes"]:
-        """Predicted frames ``[phonemes]`` of each phoneme of one text (eval mode, >= 0)."""
+        """Predicted frames ``[phonemes]`` of each phoneme of one text (eval mode, >= 0), on
+        ``ids``' device (the network runs on its own)."""
         if ids.ndim != 1 or len(ids) < 1:
             raise ValueError(f"durations needs a 1-D text of >= 1 id, got {tuple(ids.shape)}")
         was_training = self.training
         self.eval()
-        out = self(ids[None].long())[0].expm1().clamp_min(0.0)
+        weight = self.embed.weight
+        out = self(ids[None].long().to(weight.device))[0].expm1().clamp_min(0.0)
         self.train(was_training)
-        return out
+        return out.to(ids.device)
 
     def ends(self, ids: Int[Tensor, " phonemes"]) -> Float[Tensor, " phonemes"]:
         """Where each symbol of ``ids`` ends, as a fraction of the whole (increasing to 1)."""

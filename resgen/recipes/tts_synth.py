@@ -22,6 +22,17 @@ Stages (each resumable, each under its own folder of ``--out``):
    truth's own mels through the vocoder, codec resynthesis, ResGen and the baseline) and
    ``loss.png``.
 
+**Devices.** Every stage runs on the device given to :func:`run` (``"cpu"`` by default, or
+e.g. ``"cuda"``; under torchrun ``cuda`` is each process's own GPU, ``cuda:LOCAL_RANK``): its
+modules train there and its batches, drawn on the CPU by CPU generators (so every device sees
+the same batches), are moved there; the random draws of the losses (masks, scheduled sampling)
+come from a generator on that device. Data loading (audio, log-mels of the corpus) and the
+duration table's least squares stay on the CPU; the codec tokenises, the aligner aligns and
+the generators sample on the device, and the evaluation's speech recognition and speaker
+encoder read the written WAVs on the CPU. Checkpoints and the token cache are written from the
+CPU, so a run started on one device resumes on another. On the CPU the numbers are those of a
+CPU-only run, bit for bit.
+
 **Where the parts live.** This module holds the stages in the order they run, then :func:`run`
 and :func:`load_trained`. The settings and presets are beside it in
 :mod:`~resgen.recipes.tts_synth_config`. The TTS parts it composes are in :mod:`resgen.tts`:
@@ -77,6 +88,7 @@ from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
 from resgen.eval.bootstrap import ratio_interval
+from resgen.eval.classifier import module_device
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
@@ -103,6 +115,7 @@ from resgen.training.trainer import (
     BatchPart,
     StageResult,
     batch_generator,
+    resolve_device,
     run_stage,
     with_new_stage_options,
 )
@@ -212,9 +225,13 @@ def _crop_batch(
 
 
 def train_codec(
-    config: TTSSynthConfig, mels: list[Tensor], folder: Path
+    config: TTSSynthConfig,
+    mels: list[Tensor],
+    folder: Path,
+    device: str | torch.device = "cpu",
 ) -> tuple[MelRVQVAE, list[tuple[int, float]]]:
-    """Stage 2: train the mel codec on random crops of the training utterances."""
+    """Stage 2: train the mel codec on random crops of the training utterances (CPU log-mels;
+    the crops are cut on the CPU and moved to ``device``, where the returned codec lives)."""
     torch.manual_seed(config.seed)
     codec = MelRVQVAE(config.codec)
     sample = mels[:: max(1, len(mels) // 200)]
@@ -229,11 +246,17 @@ def train_codec(
         batch, padding = _crop_batch(mels, config.codec_crop_frames, spec.batch_size, gen)
         if part is not None:  # one micro-batch of the global batch (several processes)
             batch, padding = part.rows(batch), part.rows(padding)
-        loss, out = codec.loss(batch, padding)
+        loss, out = codec.loss(batch.to(device), padding.to(device))
         return loss, {"ppl": float(out.perplexity.mean())}
 
     result = run_stage(
-        "codec", folder, {"codec": codec}, spec, loss_fn, {"codec": config.codec.to_dict()}
+        "codec",
+        folder,
+        {"codec": codec},
+        spec,
+        loss_fn,
+        {"codec": config.codec.to_dict()},
+        device=device,
     )
     return codec.eval(), result.history
 
@@ -245,8 +268,10 @@ def learn_alignment(
     texts: dict[str, SpokenText],
     vocabulary: PhonemeVocabulary,
     folder: Path,
+    device: str | torch.device = "cpu",
 ) -> tuple[PhonemeAligner, list[tuple[int, float]], dict[str, SpokenText], dict[str, Tensor]]:
-    """Stage 2b: train the aligner on the training utterances, then time every utterance.
+    """Stage 2b: train the aligner on the training utterances (on ``device``), then time every
+    utterance.
 
     Returns:
         The aligner, its loss history, every utterance's text with the aligner's timing, and
@@ -261,6 +286,7 @@ def learn_alignment(
         folder,
         config.aligner_stage,
         seed=config.seed + 1,
+        device=device,
         **config.aligner,
     )
     frames = align_all(
@@ -331,14 +357,23 @@ def _held_out(
 
 
 def _mean_loss(
-    batches: list[TTSBatch], loss: Callable[[TTSBatch, torch.Generator], Tensor]
+    batches: list[TTSBatch],
+    loss: Callable[[TTSBatch, torch.Generator], Tensor],
+    device: torch.device,
 ) -> Callable[[], float] | None:
-    """The held-out loss: ``loss`` averaged over ``batches``, each with its own fixed seed (for
-    the masking), so successive validations differ only by the network."""
+    """The held-out loss: ``loss`` averaged over ``batches`` (moved to ``device`` once), each
+    with its own fixed seed (for the masking, a generator on ``device``), so successive
+    validations differ only by the network."""
     if not batches:
         return None
+    moved = [b.to(device) for b in batches]
     return lambda: float(
-        np.mean([float(loss(b, torch.Generator().manual_seed(i))) for i, b in enumerate(batches)])
+        np.mean(
+            [
+                float(loss(b, torch.Generator(device=device).manual_seed(i)))
+                for i, b in enumerate(moved)
+            ]
+        )
     )
 
 
@@ -375,9 +410,14 @@ def train_resgen(
     max_phonemes: int,
     folder: Path,
     held_out: list[Utterance] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[TextToSpeechTransformer, StageResult]:
-    """Stage 4: train ResGen's TTS network; returns it and its stage result (loss history,
-    seconds, and the loss on ``held_out`` utterances, never trained on, every checkpoint)."""
+    """Stage 4: train ResGen's TTS network on ``device`` (the codec is moved there); returns it
+    and its stage result (loss history, seconds, and the loss on ``held_out`` utterances, never
+    trained on, every checkpoint). Batches are drawn on the CPU; the masks and the scheduled
+    sampling draw from a generator on ``device`` (on the CPU, the batch's own generator)."""
+    device = resolve_device(device)
+    codec.to(device)
     torch.manual_seed(config.seed + 2)
     net_config = resgen_network(config, vocabulary, max_length, max_phonemes)
     model = TextToSpeechTransformer(net_config)
@@ -388,12 +428,16 @@ def train_resgen(
 
     def loss_fn(step: int, part: BatchPart | None = None) -> tuple[Tensor, dict[str, float]]:
         batch, gen = _generator_batch(config, train, speakers, max_length, step)
+        noise = gen if device.type == "cpu" else batch_generator(config.seed + 2, step, device)
         if part is not None:  # one micro-batch of the global batch (several processes)
-            batch, gen = select_rows(batch, part.start, part.stop), part.generator(config.seed + 2)
+            batch = select_rows(batch, part.start, part.stop)
+            noise = part.generator(config.seed + 2, device)
+        batch = batch.to(device)
         own = config.scheduled_sampling > 0 and (
-            float(torch.rand((), generator=gen)) < config.scheduled_sampling
+            float(torch.rand((), generator=noise, device=device)) < config.scheduled_sampling
         )
-        return batch_loss(batch, gen, full_mask_guess(model, codec, batch) if own else None), {}
+        guess = full_mask_guess(model, codec, batch) if own else None
+        return batch_loss(batch, noise, guess), {}
 
     result = run_stage(
         "resgen",
@@ -402,7 +446,8 @@ def train_resgen(
         spec,
         loss_fn,
         {"network": net_config.to_dict()},
-        validate=_mean_loss(_held_out(config, held_out, max_length), batch_loss),
+        device=device,
+        validate=_mean_loss(_held_out(config, held_out, max_length), batch_loss, device),
     )
     return model.eval(), result
 
@@ -416,9 +461,11 @@ def train_ar(
     max_phonemes: int,
     folder: Path,
     held_out: list[Utterance] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[TextRQTransformer, StageResult]:
-    """Stage 5: train the autoregressive baseline on the same batches as ResGen (and validate
-    it on the same held-out batches)."""
+    """Stage 5: train the autoregressive baseline on ``device`` on the same batches as ResGen
+    (and validate it on the same held-out batches)."""
+    device = resolve_device(device)
     torch.manual_seed(config.seed + 3)
     net_config = TextRQTransformerConfig(
         length=max_length,
@@ -434,7 +481,7 @@ def train_ar(
     spec, speakers = config.generator_stage, by_speaker(train)
 
     def batch_loss(batch: TTSBatch) -> ARLoss:
-        labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long)
+        labels = torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long, device=device)
         bound = model.bind(
             batch.phonemes,
             batch.phoneme_padding,
@@ -446,7 +493,7 @@ def train_ar(
         batch, _ = _generator_batch(config, train, speakers, max_length, step)  # as ResGen's
         if part is not None:  # one micro-batch of the global batch (several processes)
             batch = select_rows(batch, part.start, part.stop)
-        out = batch_loss(batch)
+        out = batch_loss(batch.to(device))
         return out.loss, {"acc": out.accuracy}
 
     result = run_stage(
@@ -456,8 +503,9 @@ def train_ar(
         spec,
         loss_fn,
         {"network": net_config.to_dict()},
+        device=device,
         validate=_mean_loss(
-            _held_out(config, held_out, max_length), lambda b, _: batch_loss(b).loss
+            _held_out(config, held_out, max_length), lambda b, _: batch_loss(b).loss, device
         ),
     )
     return model.eval(), result
@@ -465,9 +513,9 @@ def train_ar(
 
 def _vocoded(codec: MelRVQVAE, audio: Tensor, vocoder: GriffinLimVocoder) -> Tensor:
     """``audio`` through the codec's mel front-end and the vocoder, with no tokens between:
-    what the vocoder alone loses."""
-    mels, padding = codec.frontend(audio[None], None, codec.sample_rate)
-    return vocoder(mels, padding)[0, : audio.shape[-1]]
+    what the vocoder alone loses (on the codec's device, the result on the CPU)."""
+    mels, padding = codec.frontend(audio[None].to(module_device(codec)), None, codec.sample_rate)
+    return vocoder(mels, padding)[0, : audio.shape[-1]].cpu()
 
 
 def _evaluators(config: TTSSynthConfig) -> tuple[Any, Any]:
@@ -524,13 +572,18 @@ def evaluate(
 ) -> dict[str, Any]:
     """Stage 6: generate for the held-out speakers, write WAVs, score every row (``duration``
     is needed when ``config.duration == "model"``; a learned-alignment target's phones are
-    timed by ``timing``, default ``duration``)."""
+    timed by ``timing``, default ``duration``). Sampling and vocoding run on the generators'
+    device (the codec and a duration predictor are moved there); the duration table, the WAVs
+    and the scoring stay on the CPU."""
+    device = module_device(resgen)
+    codec.to(device)
+    ar.to(device)
     rate = codec.sample_rate
     items = choose_eval_items(test, config, codec.frame_rate)
     # A fixed initial phase: the same tokens always give the same audio and transcripts.
     vocoder = GriffinLimVocoder(
         codec.config.mel, iterations=config.vocoder_iterations, seed=config.seed
-    )
+    ).to(device)
     if duration is None and (config.duration == "model" or config.text_alignment == "learned"):
         raise ValueError("duration='model' and text_alignment='learned' need the duration model")
     predicted = {"prompt-rate": [predict_frames(p.text, len(p.tokens), t.text) for p, t in items]}
@@ -560,7 +613,7 @@ def evaluate(
         )
         for p, t in items
     ]
-    generator = torch.Generator().manual_seed(config.seed + 10)
+    generator = torch.Generator(device=device).manual_seed(config.seed + 10)
 
     def sample_resgen(sampler_config: SamplerConfig, scale: float) -> list[Tensor]:
         guider = ClassifierFreeGuidance(scale) if scale != 1 else None
@@ -625,6 +678,8 @@ def evaluate(
         ],
     )
 
+    # Whisper (faster-whisper, CTranslate2) and Resemblyzer read CPU audio (the WAVs as written,
+    # loaded back above) and keep their own devices: scoring is not moved to ``device``.
     asr, speaker = _evaluators(config)
     references = [t.record.text for _, t in items]
     table: dict[str, dict[str, Any]] = {}
@@ -677,7 +732,8 @@ def evaluate(
         "ar_sampling_seconds": ar_seconds,
         "ar_rtf": ar_seconds / generated_seconds,
         "rtf_note": "sampling seconds / generated audio seconds, tokens only (no vocoder), "
-        "ResGen in batches of 8, the baseline one utterance at a time, this machine's CPU",
+        "ResGen in batches of 8, the baseline one utterance at a time, this machine's "
+        + ("CPU" if device.type == "cpu" else str(device)),
     }
 
 
@@ -730,16 +786,17 @@ def run(
         data_dir: an existing corpus folder of the same corpus preset to reuse (default:
             ``out_dir/corpus``, built when missing); with ``config.corpus == "libritts"`` the
             LibriTTS root (required; its manifest is written to ``out_dir/corpus``).
-        device: ``"cpu"``: the recipe runs on the CPU only.
+        device: where every stage trains, samples and evaluates (``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``...; see the module's "Devices"); under torchrun ``cuda`` is each
+            process's own GPU (``cuda:LOCAL_RANK``). Checked before any work.
 
     Raises:
-        ValueError: ``device`` is not the CPU, ``out_dir`` holds a run of another
-            configuration, or a LibriTTS preset is given no ``data_dir``.
+        ValueError: ``device`` is unknown or not available here, ``out_dir`` holds a run of
+            another configuration, or a LibriTTS preset is given no ``data_dir``.
         FileNotFoundError: the LibriTTS root (or a subset folder) is missing.
         RunFolderInUseError: another process is writing ``out_dir``.
     """
-    if str(device).split(":")[0] != "cpu":
-        raise ValueError(f"tts-synth runs on the CPU only, got device {str(device)!r}")
+    device = resolve_device(distributed.local_device(device))
     config = config or PRESETS["demo"]
     out = check_run_folder(out_dir)
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
@@ -747,10 +804,12 @@ def run(
     if config.corpus == LIBRITTS:
         _check_libritts_root(data_dir, config.libritts_subsets)
     with lock_run_folder(out):
-        return _run(out, config, data_dir)
+        return _run(out, config, data_dir, device)
 
 
-def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict[str, Any]:
+def _run(
+    out: Path, config: TTSSynthConfig, data_dir: str | Path | None, device: torch.device
+) -> dict[str, Any]:
     """:func:`run` once the run folder is locked."""
     config_dict = _config_dict(config)
     if (out / "recipe.json").is_file():
@@ -760,6 +819,10 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
             with_new_objective_options(read_json(out / "recipe.json", "recipe configuration")),
             ("codec_stage", "generator_stage", "aligner_stage", "timing_stage"),
         )
+        if isinstance(saved, dict) and saved.get("corpus") != LIBRITTS:
+            # written before the LibriTTS options existed: a synthetic corpus never read them
+            for name in ("libritts_subsets", "libritts_test_speakers"):
+                saved.setdefault(name, config_dict.get(name))
         changed = sorted(
             k
             for k in set(saved) | set(config_dict)
@@ -786,10 +849,10 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
     wall["corpus"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    probe = MelRVQVAE(config.codec)
+    probe = MelRVQVAE(config.codec)  # on the CPU: reading the corpus stays there
     mels = load_mels(probe, records, corpus)
     train_mels = [m for m, r in zip(mels, records) if r.split == "train"]
-    codec, codec_history = train_codec(config, train_mels, out / "codec")
+    codec, codec_history = train_codec(config, train_mels, out / "codec", device)
     wall["codec"] = time.perf_counter() - tick
     aligner, aligner_history, phoneme_frames = None, [], None
     if config.text_alignment == "learned":
@@ -801,6 +864,7 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
             texts,
             PhonemeVocabulary.load(out / "phonemes.json"),
             out / "aligner",
+            device,
         )
         wall["aligner"] = time.perf_counter() - tick
 
@@ -830,16 +894,17 @@ def _run(out: Path, config: TTSSynthConfig, data_dir: str | Path | None) -> dict
             out / "timing",
             config.timing_stage,
             seed=config.seed + 2,
+            device=device,
             **config.timing_predictor,
         )
         wall["timing"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     args = (config, codec, train, len(vocabulary), max_length, max_phonemes)
-    resgen, resgen_stage = train_resgen(*args, out / "resgen", held_out=test)
+    resgen, resgen_stage = train_resgen(*args, out / "resgen", held_out=test, device=device)
     wall["resgen"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    ar, ar_stage = train_ar(*args, out / "ar", held_out=test)
+    ar, ar_stage = train_ar(*args, out / "ar", held_out=test, device=device)
     wall["ar"] = time.perf_counter() - tick
 
     if not distributed.is_main():  # rank 0 evaluates and reports; the others are done

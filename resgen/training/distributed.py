@@ -91,14 +91,19 @@ def main_first(work: Callable[[], T]) -> T:
     return work()
 
 
-def local_device(device: str | torch.device) -> torch.device:
+def local_device(device: str | torch.device) -> str | torch.device:
     """The device this rank trains on: ``cuda`` (without an index) becomes ``cuda:LOCAL_RANK``
-    under torchrun, so the processes of a node share its GPUs one each; anything else is kept.
+    under torchrun, so the processes of a node share its GPUs one each; anything else is kept
+    (a string that names no device is returned as it is, for
+    :func:`~resgen.training.trainer.resolve_device` to refuse with its message).
 
     Args:
         device: the device the command line asked for.
     """
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        return device
     if resolved.type == "cuda" and resolved.index is None and "LOCAL_RANK" in os.environ:
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return resolved
@@ -116,7 +121,8 @@ def init_from_env(device: str | torch.device = "cpu") -> bool:
         single process, ``WORLD_SIZE`` unset or 1).
 
     Raises:
-        ValueError: the environment names a world size that is not a whole number.
+        ValueError: the environment names a world size that is not a whole number, or (with
+            several processes) ``device`` is unknown or not available to this rank.
     """
     text = os.environ.get("WORLD_SIZE", "1")
     try:
@@ -125,7 +131,9 @@ def init_from_env(device: str | torch.device = "cpu") -> bool:
         raise ValueError(f"WORLD_SIZE={text!r} is not a number of processes") from None
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
         return is_distributed()
-    resolved = local_device(device)
+    from resgen.training.trainer import resolve_device  # imported here: the trainer imports us
+
+    resolved = resolve_device(local_device(device))  # a clear line before joining the group
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)

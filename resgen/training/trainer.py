@@ -102,6 +102,14 @@ class StageSpec:
             holds the whole model) or ``"fsdp"`` (FSDP2: weights, gradients and optimizer state
             sharded over the processes, :mod:`~resgen.training.sharding`). One process ignores
             it.
+        find_unused_parameters: with DDP on several processes, let a step leave some trainable
+            parameters without a gradient (DDP then walks the autograd graph after every
+            micro-batch's forward to find them, which costs time). Without it such a step
+            fails with DDP's error naming the parameters. No recipe's stage needs it: in every
+            stage of every recipe each step's loss reaches every trainable parameter (checked
+            by ``tests/recipes/test_ddp_parameters.py``); set it for a model of your own whose
+            parameters can sit out a step (e.g. a branch taken only by some batches). One
+            process and FSDP ignore it.
     """
 
     steps: int = field(validator=validators.ge(1))
@@ -119,6 +127,7 @@ class StageSpec:
     sharding: Literal["ddp", "fsdp"] = field(
         default="ddp", validator=validators.in_(("ddp", "fsdp"))
     )
+    find_unused_parameters: bool = field(default=False, validator=validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.micro_batches:
@@ -128,7 +137,7 @@ class StageSpec:
             )
 
 
-_NEW_STAGE_OPTIONS = {"micro_batches": 1, "sharding": "ddp"}
+_NEW_STAGE_OPTIONS = {"micro_batches": 1, "sharding": "ddp", "find_unused_parameters": False}
 """StageSpec fields added after run folders were first written, with the value that reproduces
 what those runs did."""
 
@@ -500,8 +509,8 @@ def run_stage(
             root,
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,  # buffers that must agree (codebooks) synchronise themselves
-            # some parameters sit out some steps (a null condition, a scheduled-sampling path)
-            find_unused_parameters=True,
+            # a graph walk per micro-batch, only for stages whose parameters can sit out a step
+            find_unused_parameters=spec.find_unused_parameters,
         )
     # Each micro-batch also seeds torch's global generators (dropout layers, condition dropout)
     # from (a base drawn once per stage, step, micro-batch): the same draws whichever process

@@ -84,6 +84,18 @@ class TTSBatch:
     phoneme_padding: Padding
     frame_text: Int[Tensor, "batch length"]
 
+    def to(self, device: str | torch.device) -> TTSBatch:
+        """This batch on ``device`` (batches are drawn on the CPU, then moved where the
+        networks are; a tensor already there is not copied)."""
+        return TTSBatch(
+            tokens=self.tokens.to(device),
+            padding=self.padding.to(device),
+            given=self.given.to(device),
+            phonemes=self.phonemes.to(device),
+            phoneme_padding=self.phoneme_padding.to(device),
+            frame_text=self.frame_text.to(device),
+        )
+
 
 def select_rows(batch: TTSBatch, start: int, stop: int) -> TTSBatch:
     """Examples ``start .. stop - 1`` of ``batch`` (one micro-batch of a global batch, see
@@ -260,7 +272,7 @@ def tokenize(
     """Stage 3: tokens of every utterance (cached at ``path``, keyed by utterance id).
 
     Args:
-        codec: the trained codec.
+        codec: the trained codec (on any device; the tokens are cached from the CPU).
         records: every utterance of the corpus.
         mels: their log-mels ``[frames, n_mels]``.
         texts: utterance id -> its text; utterances without one are left out of the result.
@@ -278,6 +290,6 @@ def tokenize(
         cached = {}
         for record, mel in zip(tqdm(records, desc="tokens"), mels, strict=True):
             tokens, _ = codec.encode(mel[None])
-            cached[record.id] = tokens[0].to(torch.int16).contiguous()
+            cached[record.id] = tokens[0].cpu().to(torch.int16).contiguous()
         save_tensors(cached, path)
     return [Utterance(r, cached[r.id].long(), texts[r.id]) for r in records if r.id in texts]

@@ -50,7 +50,13 @@ def prompted_resgen_loss(
     tokens = batch.tokens
     b, length, depth = tokens.shape
     counts = sample_training_counts(
-        CosineSchedule(), b, length, depth, padding=batch.padding | batch.given, generator=generator
+        CosineSchedule(),
+        b,
+        length,
+        depth,
+        padding=batch.padding | batch.given,
+        generator=generator,
+        device=tokens.device,
     )
     with torch.no_grad():
         embeddings = codec.quantizer.embed(tokens)
@@ -71,7 +77,7 @@ def _hidden(
     return model.text_hidden(
         visible,
         counts,
-        torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long),
+        torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long, device=batch.tokens.device),
         batch.padding,
         batch.phonemes,
         batch.phoneme_padding,

@@ -9,6 +9,9 @@ and scores every row (WER/CER by Whisper tiny.en, speaker similarity by Resembly
 :class:`~resgen.networks.duration.PhonemeDurationModel` fitted on the training utterances
 predicts it at the prompt's speaking rate; with ``"prompt-rate"`` it is the prompt's frames per
 phoneme times the target's phoneme count; with ``"given"`` it is the true length (an oracle).
+
+**Devices.** Batches are laid out on the CPU and moved to the network's device; the sampler's
+``generator`` must live there too. Generated tokens come back on the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from resgen.codecs.vocoder import GriffinLimVocoder
 from resgen.diffusion.ar_sampler import ARSampler
 from resgen.diffusion.guidance import ClassifierFreeGuidance
 from resgen.diffusion.sampler import ResGenSampler, SamplerConfig
+from resgen.eval.classifier import module_device
 from resgen.networks.aligner import PhonemeAligner
 from resgen.networks.duration import PhonemeDurationModel
 from resgen.networks.tts_rq_transformer import TextRQTransformer
@@ -83,10 +87,10 @@ def generate_resgen(
         prompts: ``[prompt_frames_i, depth]`` tokens of each prompt (given, never changed).
         texts: ``(prompt text, target text)`` of each example, as the network reads them.
         lengths: latent frames to generate after each prompt.
-        generator: source of the sampler's randomness.
+        generator: source of the sampler's randomness, on the model's device.
 
     Returns:
-        ``[lengths[i], depth]`` generated target tokens of each example.
+        ``[lengths[i], depth]`` generated target tokens of each example, on the CPU.
     """
     depth = codec.depth
     batch = pad_batch(
@@ -95,8 +99,9 @@ def generate_resgen(
         [torch.cat([a.ids, b.ids]) for a, b in texts],
         [[a.segment(len(p)), b.segment(n)] for p, (a, b), n in zip(prompts, texts, lengths)],
         depth,
-    )
+    ).to(module_device(model))
     tokens = sample_batch(model, codec, sampler, batch, batch.given.long() * depth, generator)
+    tokens = tokens.cpu()
     return [tokens[i, len(p) : len(p) + n] for i, (p, n) in enumerate(zip(prompts, lengths))]
 
 
@@ -119,7 +124,7 @@ def sample_batch(
             batch.frame_text if model.config.frame_text else None,
         ),
         codec.quantizer,
-        torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long),
+        torch.full((len(batch.tokens),), TEXT_LABEL, dtype=torch.long, device=batch.tokens.device),
         batch.tokens.shape[1],
         prompt_tokens=batch.tokens,
         prompt_depths=known_depths,
@@ -138,8 +143,9 @@ def generate_ar(
     generator: torch.Generator | None = None,
 ) -> Int[Tensor, "length depth"]:
     """The autoregressive baseline continues one prompt ``[prompt_frames, depth]`` with its
-    ``(prompt text, target text)``; returns ``[length, depth]`` target tokens."""
-    depth = codec.depth
+    ``(prompt text, target text)``; returns ``[length, depth]`` target tokens (on the CPU;
+    ``generator`` on the model's device)."""
+    depth, device = codec.depth, module_device(model)
     total = len(prompt) + length
     tokens = torch.zeros(1, total, depth, dtype=torch.long)
     tokens[0, : len(prompt)] = prompt
@@ -147,6 +153,7 @@ def generate_ar(
     depths[0, : len(prompt)] = depth
     ids = torch.cat([text[0].ids, text[1].ids])[None]
     frame_text = spread_text([text[0].segment(len(prompt)), text[1].segment(length)], total)
+    ids, frame_text = ids.to(device), frame_text.to(device)
     out = sampler.sample(
         model.bind(
             ids,
@@ -154,21 +161,22 @@ def generate_ar(
             frame_text[None] if model.config.frame_text else None,
         ),
         codec.quantizer,
-        torch.full((1,), TEXT_LABEL, dtype=torch.long),
+        torch.full((1,), TEXT_LABEL, dtype=torch.long, device=device),
         total,
-        prompt_tokens=tokens,
-        prompt_depths=depths,
+        prompt_tokens=tokens.to(device),
+        prompt_depths=depths.to(device),
         generator=generator,
     )
-    return out[0, len(prompt) :]
+    return out[0, len(prompt) :].cpu()
 
 
 def waveform(
     codec: MelRVQVAE, tokens: Int[Tensor, "frames depth"], vocoder: GriffinLimVocoder
 ) -> Float[Tensor, " samples"]:
-    """One utterance's tokens ``[frames, depth]`` decoded and vocoded, ``[samples]``."""
+    """One utterance's tokens ``[frames, depth]`` decoded and vocoded (on the codec's device,
+    where ``vocoder`` must be too), ``[samples]`` on the CPU."""
     wave_, lengths = codec.decode_waveform(tokens[None], None, vocoder)
-    return wave_[0, : int(lengths[0])]
+    return wave_[0, : int(lengths[0])].cpu()
 
 
 def synthesize(
@@ -224,9 +232,11 @@ def synthesize(
     if prompt_audio.ndim != 1:
         raise ValueError(f"the prompt must be mono [samples], got {list(prompt_audio.shape)}")
     codec.frontend.check_sample_rate(prompt_sample_rate)
-    mels, frame_padding = codec.frontend(prompt_audio[None], sample_rate=prompt_sample_rate)
+    mels, frame_padding = codec.frontend(
+        prompt_audio[None].to(module_device(codec)), sample_rate=prompt_sample_rate
+    )
     prompt_tokens, _ = codec.encode(mels, frame_padding)
-    prompt = prompt_tokens[0]
+    prompt = prompt_tokens[0].cpu()
     if aligner is not None:
         if not isinstance(front_end, DurationFrontEnd):
             raise ValueError(
@@ -253,7 +263,7 @@ def synthesize(
     if len(prompt_spoken) + len(target_spoken) > cfg.max_phonemes:
         raise ValueError(f"prompt + target text exceed {cfg.max_phonemes} phonemes")
     sampler = sampler or ResGenSampler(SamplerConfig(steps=16), ClassifierFreeGuidance(2.0))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=module_device(model)).manual_seed(seed)
     (tokens,) = generate_resgen(
         model,
         codec,

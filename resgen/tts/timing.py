@@ -18,6 +18,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from resgen.eval.classifier import module_device
 from resgen.networks.aligner import PhonemeAligner, even_durations
 from resgen.networks.duration import PhonemeDurationModel, PhonemeTiming
 from resgen.networks.duration_predictor import PhonemeDurationPredictor
@@ -76,6 +77,7 @@ def train_aligner(
     layers: int = 3,
     flat_start: int = 100,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> tuple[PhonemeAligner, list[tuple[int, float]]]:
     """Train the aligner on utterances (resumable, under ``folder``).
 
@@ -89,6 +91,8 @@ def train_aligner(
         layers: its convolution blocks over the phonemes.
         flat_start: first steps trained on even segmentation instead of searched alignments.
         seed: seed of the initialisation and the batches.
+        device: where the aligner trains (batches are drawn on the CPU and moved there); the
+            returned aligner lives there.
 
     Returns:
         The aligner (eval mode) and its loss history.
@@ -101,8 +105,8 @@ def train_aligner(
         gen = batch_generator(seed, step)
         drawn = torch.randint(len(texts), (spec.batch_size,), generator=gen)
         rows = (drawn if part is None else part.rows(drawn)).tolist()  # a micro-batch's rows
-        phonemes, phoneme_padding, batch, frame_padding = pad_pairs(
-            [texts[i] for i in rows], [mels[i] for i in rows]
+        phonemes, phoneme_padding, batch, frame_padding = (
+            t.to(device) for t in pad_pairs([texts[i] for i in rows], [mels[i] for i in rows])
         )
         durations = None
         if step < flat_start:
@@ -112,7 +116,9 @@ def train_aligner(
         return aligner.loss(phonemes, phoneme_padding, batch, frame_padding, durations), {}
 
     config = {"aligner": {"width": width, "layers": layers, "flat_start": flat_start}}
-    result = run_stage("aligner", folder, {"aligner": aligner}, spec, loss_fn, config)
+    result = run_stage(
+        "aligner", folder, {"aligner": aligner}, spec, loss_fn, config, device=device
+    )
     return aligner.eval(), result.history
 
 
@@ -123,12 +129,15 @@ def align_all(
     mels: list[Float[Tensor, "_ mels"]],
     batch_size: int = 32,
 ) -> list[Int[Tensor, " _"]]:
-    """Mel frames of each phoneme of each utterance (``[phonemes_i]``, summing to its frames)."""
+    """Mel frames of each phoneme of each utterance (``[phonemes_i]``, summing to its frames, on
+    the CPU; the alignment runs on the aligner's device)."""
     _check(texts, mels)
+    device = module_device(aligner)
     out: list[Tensor] = []
     for start in tqdm(range(0, len(texts), batch_size), desc="aligning"):
         part = texts[start : start + batch_size]
-        durations = aligner.align(*pad_pairs(part, mels[start : start + batch_size]))
+        padded = pad_pairs(part, mels[start : start + batch_size])
+        durations = aligner.align(*(t.to(device) for t in padded)).cpu()
         out += [d[: len(t)] for d, t in zip(durations, part)]
     return out
 
@@ -153,6 +162,7 @@ def train_duration_predictor(
     width: int = 128,
     layers: int = 3,
     seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> tuple[PhonemeDurationPredictor, list[tuple[int, float]]]:
     """Train the context-aware duration predictor on aligned utterances (resumable).
 
@@ -170,6 +180,7 @@ def train_duration_predictor(
         width: the predictor's width.
         layers: its convolution blocks.
         seed: seed of the initialisation and the batches.
+        device: where the predictor trains (batches are drawn on the CPU and moved there).
 
     Returns:
         The predictor (eval mode) and its loss history.
@@ -197,10 +208,12 @@ def train_duration_predictor(
         for row, i in enumerate(rows.tolist()):
             n = len(texts[i])
             ids[row, :n], target[row, :n], padding[row, :n] = texts[i], targets[i].float(), False
-        return predictor.loss(ids, padding, target), {}
+        return predictor.loss(ids.to(device), padding.to(device), target.to(device)), {}
 
     config = {"duration_predictor": {"width": width, "layers": layers}}
-    result = run_stage("timing", folder, {"predictor": predictor}, spec, loss_fn, config)
+    result = run_stage(
+        "timing", folder, {"predictor": predictor}, spec, loss_fn, config, device=device
+    )
     return predictor.eval(), result.history
 
 

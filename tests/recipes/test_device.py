@@ -89,9 +89,16 @@ def test_cli_refuses_an_unavailable_device(tmp_path: Path, capsys: pytest.Captur
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err
 
 
-def test_cli_refuses_device_for_a_cpu_only_recipe(capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", "tts-synth", "--preset", "smoke", "--device", "cuda"]) == 2
-    assert "runs on the CPU only" in capsys.readouterr().err
+@pytest.mark.usefixtures("no_cuda")
+def test_cli_refuses_an_unavailable_device_for_the_tts_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    train = ["train", "tts-synth", "--preset", "smoke", "--out", str(out)]
+    assert main([*train, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "torch.cuda.is_available() is False" in err and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_batch_generator_defaults_to_the_cpu() -> None:

@@ -404,3 +404,110 @@ def test_smoke_stages_train_on_two_processes(
         assert not (out / stage / "latest").exists(), stage
     weights = load_file(str(out / "resgen" / "final" / "resgen.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+# --------------------------------------------------------------------------- devices
+def test_every_stage_runs_on_the_device_it_is_given(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``device`` reaches every stage, batch and sampler (recorded by spies); ``cpu:0``, an
+    explicit spelling of the CPU, gives the default run's weights, tokens and metrics."""
+    from resgen.recipes import tts_synth
+    from resgen.training import trainer
+    from resgen.tts import batches, timing
+
+    asked = torch.device("cpu", 0)
+    stages: dict[str, object] = {}
+    moved: dict[str, set[torch.device]] = {}  # stage -> where its batches went
+    current = [""]
+    sampled: list[tuple[str, torch.device, torch.device]] = []
+
+    def spy_stage(name, folder, modules, spec, loss_fn, config, **kwargs):  # noqa: ANN001, ANN202
+        current[0] = name
+        result = trainer.run_stage(name, folder, modules, spec, loss_fn, config, **kwargs)
+        stages[name], current[0] = kwargs.get("device"), ""
+        return result
+
+    original_to = batches.TTSBatch.to
+
+    def spy_to(self, device):  # noqa: ANN001, ANN202
+        moved.setdefault(current[0], set()).add(torch.device(device))
+        return original_to(self, device)
+
+    def spy_sampler(kind: str, real):  # noqa: ANN001, ANN202
+        def sample(model, codec, sampler, *args):  # noqa: ANN001, ANN202
+            generator = args[-1]
+            sampled.append((kind, generator.device, next(model.parameters()).device))
+            return real(model, codec, sampler, *args)
+
+        return sample
+
+    monkeypatch.setattr(tts_synth, "run_stage", spy_stage)
+    monkeypatch.setattr(timing, "run_stage", spy_stage)
+    monkeypatch.setattr(batches.TTSBatch, "to", spy_to)
+    monkeypatch.setattr(
+        tts_synth, "generate_resgen", spy_sampler("resgen", tts_synth.generate_resgen)
+    )
+    monkeypatch.setattr(tts_synth, "generate_ar", spy_sampler("ar", tts_synth.generate_ar))
+    reference, metrics, _ = smoke_run
+    out = tmp_path / "run"
+    ours = run(out, PRESETS["smoke"], data_dir=reference / "corpus", device="cpu:0")
+    assert stages == dict.fromkeys(TRAINED_STAGES, asked)
+    # the generators' training and held-out batches (sampling moves to the model's device)
+    assert {k: v for k, v in moved.items() if k} == {"resgen": {asked}, "ar": {asked}}
+    assert {kind for kind, _, _ in sampled} == {"resgen", "ar"}
+    assert all(gen.type == net.type == "cpu" for _, gen, net in sampled)
+    for stage in TRAINED_STAGES:
+        weights = next((reference / stage / "final").glob("*.safetensors")).name
+        assert (out / stage / "final" / weights).read_bytes() == (
+            reference / stage / "final" / weights
+        ).read_bytes(), stage
+    assert (out / "tokens.safetensors").read_bytes() == (
+        reference / "tokens.safetensors"
+    ).read_bytes()
+    for key in ("rows", "length_error", "resgen_held_out_loss", "ar_held_out_loss"):
+        assert ours[key] == metrics[key], key
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", r"'cuda' requested but torch\.cuda\.is_available\(\) is False"),
+        ("cuda:1", r"'cuda:1' requested but torch\.cuda\.is_available\(\) is False"),
+        ("banana", "unknown device 'banana'"),
+        ("meta", "unsupported device 'meta'"),
+    ],
+)
+def test_an_unknown_or_unavailable_device_is_one_line_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, message: str
+) -> None:
+    from resgen.recipes import tts_synth
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the recipe started working")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(tts_synth, "build_corpus", no_work)
+    with pytest.raises(ValueError, match=message) as error:
+        run(tmp_path / "run", PRESETS["smoke"], device=device)
+    assert len(str(error.value).splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cuda_under_torchrun_is_the_process_s_own_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` (the shared helper), checked against the GPUs seen."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match=r"'cuda:1' requested but only 1 CUDA device"):
+        run(tmp_path / "run", PRESETS["smoke"], device="cuda")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_duration_predictor_answers_on_the_ids_device() -> None:
+    predictor = PhonemeDurationPredictor(12, width=16, layers=1).to(torch.device("cpu", 0))
+    ids = torch.tensor([1, 2, 3])
+    assert predictor.durations(ids).device == ids.device
+    assert predictor.ends(ids)[-1] == pytest.approx(1.0)

@@ -163,3 +163,31 @@ def test_fsdp_resumes_exactly_after_a_kill_from_dcp_shards(
     straight, resumed = _weights(sharded_run), _weights(folder)
     for key, value in straight.items():
         assert torch.equal(resumed[key], value), key
+
+
+def test_local_device_gives_cuda_the_process_s_gpu_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resgen.training import distributed
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert distributed.local_device("cuda") == torch.device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.local_device("cuda") == torch.device("cuda", 3)
+    assert distributed.local_device("cuda:1") == torch.device("cuda", 1)
+    assert distributed.local_device("cpu") == torch.device("cpu")
+    assert distributed.local_device("banana") == "banana"  # resolve_device names it
+
+
+def test_a_bad_device_under_torchrun_is_one_line_before_the_group_forms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resgen.training import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("banana", "unknown device"), ("cuda", "is_available")):
+        with pytest.raises(ValueError, match=message):
+            distributed.init_from_env(device)
+    assert not torch.distributed.is_initialized()
