@@ -44,12 +44,12 @@ from resgen.training.trainer import StageSpec, batch_generator, run_stage
 
 _DEFAULT_JSON = Path(__file__).resolve().parents[1] / "docs" / "results" / "demo_judge.json"
 JUDGE_SEED = 20261204
-JUDGE_STAGE = StageSpec(steps=1500, batch_size=128, lr=3e-3, weight_decay=0.05, warmup=100)
+JUDGE_STAGE = StageSpec(steps=1000, batch_size=128, lr=3e-3, weight_decay=0.05, warmup=100)
 
 
 class JudgeNet(nn.Module):
-    """A classifier unlike the recipe's: 5x5 convolutions, GroupNorm and GELU, strided
-    downsampling instead of pooling, global average pooling instead of a flattened dense layer.
+    """A classifier unlike the recipe's: a 5x5 stem, GroupNorm and GELU, strided downsampling
+    instead of pooling, global average pooling instead of a flattened dense layer.
 
     Images are ``[batch, 1, 28, 28]`` in ``[-1, 1]``; returns logits ``[batch, classes]``.
     """
@@ -57,17 +57,17 @@ class JudgeNet(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
 
-        def stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+        def stage(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(c_in, c_out, 5, stride=stride, padding=2),
+                nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
                 nn.GroupNorm(8, c_out),
                 nn.GELU(),
             )
 
         self.body = nn.Sequential(
-            stage(1, 48, 1), stage(48, 96, 2), stage(96, 96, 1), stage(96, 160, 2)
+            stage(1, 32, 5, 1), stage(32, 64, 3, 2), stage(64, 64, 3, 1), stage(64, 128, 3, 2)
         )
-        self.head = nn.Linear(160, num_classes)
+        self.head = nn.Linear(128, num_classes)
 
     def forward(self, images: Float[Tensor, "batch 1 28 28"]) -> Float[Tensor, "batch classes"]:
         """Class logits of ``images``."""
