@@ -44,7 +44,7 @@ from resgen.training.trainer import StageSpec, batch_generator, run_stage
 
 _DEFAULT_JSON = Path(__file__).resolve().parents[1] / "docs" / "results" / "demo_judge.json"
 JUDGE_SEED = 20261204
-JUDGE_STAGE = StageSpec(steps=1000, batch_size=128, lr=3e-3, weight_decay=0.05, warmup=100)
+JUDGE_STAGE = StageSpec(steps=3000, batch_size=128, lr=3e-3, weight_decay=0.05, warmup=150)
 
 
 class JudgeNet(nn.Module):

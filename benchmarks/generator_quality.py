@@ -22,10 +22,11 @@ Two diagnostics run on the trained ResGen networks: how the predicted scale of t
 component compares with its mean's actual error at every mask count, and how often guidance
 keeps the sampled component equal to the depth-0 token it writes.
 
-    python benchmarks/generator_quality.py --out runs/quality                  # CPU, ~1.5 h
+    python benchmarks/generator_quality.py --out runs/quality                  # CPU, hours
     python benchmarks/generator_quality.py --out runs/quality --preset smoke   # a minute
 
-Every stage is cached in ``--out``, each seed's evaluation too: re-running the command resumes.
+Every stage is cached in ``--out``, each seed's evaluation too: re-running the command resumes,
+and ``--merge`` adds rows to an earlier table instead of replacing it.
 The table is printed, and written with the command, date and git commit to ``--json`` (default
 ``docs/results/generator_quality.json``).
 """
@@ -530,6 +531,29 @@ def diagnostics(
     return result
 
 
+def merge_records(
+    previous: dict[str, Any], rows: list[dict[str, Any]], diagnosis: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """This run's rows and diagnostics, plus those of an earlier ``--json`` it did not redo.
+
+    An earlier row keeps the command, date and commit that produced it (under ``run``; rows
+    written before rows carried them get the earlier file's top-level ones). Rows are ordered by
+    depth, then as in :data:`ROWS`.
+    """
+    fresh = {(r["row"], r["depth"]) for r in rows}
+    earlier_run = {k: previous[k] for k in ("command", "date", "git_commit") if k in previous}
+    kept = [
+        {"run": earlier_run, **r}
+        for r in previous.get("rows", [])
+        if (r["row"], r["depth"]) not in fresh
+    ]
+    order = list(ROWS)
+    merged = sorted(kept + rows, key=lambda r: (r["depth"], order.index(r["row"])))
+    redone = {d["depth"] for d in diagnosis}
+    kept_diagnosis = [d for d in previous.get("diagnostics", []) if d["depth"] not in redone]
+    return merged, sorted(kept_diagnosis + diagnosis, key=lambda d: d["depth"])
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -573,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--depths", nargs="+", type=int, default=None, help="default: preset's")
     parser.add_argument("--json", type=Path, default=_DEFAULT_JSON, help="where the table goes")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows (and diagnostics) of --json that this run does not produce",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -598,16 +627,23 @@ def main(argv: list[str] | None = None) -> int:
                 if n in args.rows or (args.out / f"{n}_d{depth}_s{first}" / "final").is_dir()
             ]
             diagnosis.append(diagnostics(depth, names, preset, shared, args.out, device))
-    table = markdown_table(rows)
-    print("\n" + table, flush=True)
-    record = {
+    run = {
         "command": "python benchmarks/generator_quality.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": commit,
+        "wall_seconds": time.perf_counter() - began,
+    }
+    for row in rows:
+        row["run"] = {k: run[k] for k in ("command", "date", "git_commit")}
+    if args.merge and args.json.is_file():
+        rows, diagnosis = merge_records(json.loads(args.json.read_text()), rows, diagnosis)
+    table = markdown_table(rows)
+    print("\n" + table, flush=True)
+    record = {
+        **run,
         "preset": args.preset,
         "device": str(device),
-        "wall_seconds": time.perf_counter() - began,
         "classifier_test_accuracy": shared["test_accuracy"],
         "rows": rows,
         "diagnostics": diagnosis,
