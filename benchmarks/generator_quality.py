@@ -531,6 +531,10 @@ def diagnostics(
     return result
 
 
+PROVENANCE = ("command", "date", "git_commit")
+"""The fields of a run's record that say which command, when and which code made a row."""
+
+
 def merge_records(
     previous: dict[str, Any], rows: list[dict[str, Any]], diagnosis: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -541,7 +545,7 @@ def merge_records(
     depth, then as in :data:`ROWS`.
     """
     fresh = {(r["row"], r["depth"]) for r in rows}
-    earlier_run = {k: previous[k] for k in ("command", "date", "git_commit") if k in previous}
+    earlier_run = {k: previous[k] for k in PROVENANCE if k in previous}
     kept = [
         {"run": earlier_run, **r}
         for r in previous.get("rows", [])
@@ -635,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.perf_counter() - began,
     }
     for row in rows:
-        row["run"] = {k: run[k] for k in ("command", "date", "git_commit")}
+        row["run"] = {k: run[k] for k in PROVENANCE}
     if args.merge and args.json.is_file():
         rows, diagnosis = merge_records(json.loads(args.json.read_text()), rows, diagnosis)
     table = markdown_table(rows)
