@@ -121,6 +121,10 @@ class SamplingModel(HiddenModel, Protocol):
         :meth:`target_scale`."""
         ...
 
+    def mixture_logits(self, hidden: Hidden) -> Float[Tensor, "batch length comp"]:
+        """:meth:`mixture`'s logits alone (what guidance reads of the unconditional pass)."""
+        ...
+
     def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
         """The fixed scale of each position's target: the mixture models ``z / scale``."""
         ...
@@ -480,8 +484,8 @@ def guided_mixture(model: SamplingModel, passes: GuidedPasses, guidance: str) ->
     """The mixture one ResGen step samples from, guided as ``guidance`` says.
 
     ``"logits"``: the conditional pass's mixture with its logits guided by the unconditional
-    pass's; ``"hidden"``: the mixture of
-    the combined hidden states. Without guidance both are the conditional mixture.
+    pass's (of which only the logits are computed); ``"hidden"``: the mixture of the combined
+    hidden states. Without guidance both are the conditional mixture.
     """
     if guidance not in GUIDANCE_TARGETS:
         raise ValueError(f"guidance must be one of {GUIDANCE_TARGETS}, got {guidance!r}")
@@ -490,5 +494,5 @@ def guided_mixture(model: SamplingModel, passes: GuidedPasses, guidance: str) ->
     params = model.mixture(passes.cond)
     if passes.uncond is None or passes.guider is None:
         return params
-    uncond = model.mixture(passes.uncond).logits
+    uncond = model.mixture_logits(passes.uncond)
     return evolve(params, logits=passes.guider.combine(params.logits, uncond, passes.progress))

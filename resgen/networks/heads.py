@@ -115,6 +115,19 @@ class MixtureOfGaussiansHead(nn.Module):
             log_scales=self._log_scales(out[..., 1 + self.dim :]),
         )
 
+    def logits(self, hidden: Hidden) -> Float[Tensor, "batch length comp"]:
+        """The mixture logits ``[batch, length, comp]`` alone: :meth:`forward`'s ``logits``.
+
+        Only the logit rows of the output projection are computed (one output per component
+        instead of ``1 + 2 * dim``): classifier-free guidance reads nothing else of the
+        unconditional pass.
+        """
+        per_component = self.up.out_features // self.components
+        with torch.autocast(hidden.device.type, enabled=False):
+            low = F.gelu(self.down(hidden.float()))
+            # (comp p) layout, p = 0 the logit: every per_component-th row of the projection
+            return F.linear(low, self.up.weight[::per_component], self.up.bias[::per_component])
+
     def assigned(self, hidden: Hidden, component: Int[Tensor, "batch length"]) -> AssignedComponent:
         """The mixture weight, mean and scales of one given component per position.
 

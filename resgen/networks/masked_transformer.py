@@ -227,6 +227,11 @@ class MixtureOutput:
         divided by :meth:`target_scale`)."""
         return self.head(hidden)
 
+    def mixture_logits(self, hidden: Hidden) -> Float[Tensor, "batch length comp"]:
+        """The mixture's logits ``[batch, length, comp]`` alone (``head.logits``), cheaper than
+        :meth:`mixture` when the means and scales are not read."""
+        return self.head.logits(hidden)
+
     def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
         """The fixed scale ``[batch, length]`` of each position's target (``head.target_scale``)."""
         return self.head.target_scale(counts)

@@ -377,6 +377,10 @@ class BoundText(BoundPhonemes):
         """The mixture head of the network."""
         return self.model.mixture(hidden)
 
+    def mixture_logits(self, hidden: Hidden) -> Float[Tensor, "batch length comp"]:
+        """The mixture head's logits ``[batch, length, comp]`` alone."""
+        return self.model.mixture_logits(hidden)
+
     def target_scale(self, counts: MaskCounts) -> Float[Tensor, "batch length"]:
         """The network's fixed target scale per position ``[batch, length]``."""
         return self.model.target_scale(counts)

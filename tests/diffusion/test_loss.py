@@ -299,6 +299,17 @@ def test_head_assigned_equals_picking_from_the_full_mixture() -> None:
     assert torch.allclose(got.log_scale, full.log_scales.gather(2, pick)[:, :, 0])
 
 
+@pytest.mark.parametrize("fixed_scale", [None, 0.5])
+def test_head_logits_alone_equal_the_full_mixtures_logits(fixed_scale: float | None) -> None:
+    torch.manual_seed(0)
+    head = MixtureOfGaussiansHead(width=8, dim=3, components=5, rank=4, fixed_scale=fixed_scale)
+    hidden = torch.randn(2, 6, 8)
+    logits = head.logits(hidden)
+    assert logits.shape == (2, 6, 5)
+    # same products, summed in another order by the smaller matmul
+    assert torch.allclose(logits, head(hidden).logits, atol=1e-6)
+
+
 def test_first_masked_tokens_picks_the_coarsest_masked_depth() -> None:
     tokens = torch.tensor([[[10, 11, 12], [20, 21, 22], [30, 31, 32]]])
     counts = torch.tensor([[3, 1, 0]])

@@ -62,6 +62,9 @@ class _CountingModel:
     def mixture(self, hidden):  # noqa: ANN001, ANN201
         return self.model.head(hidden)
 
+    def mixture_logits(self, hidden):  # noqa: ANN001, ANN201
+        return self.model.head.logits(hidden)
+
     def target_scale(self, counts):  # noqa: ANN001, ANN201
         return self.model.target_scale(counts)
 

@@ -108,6 +108,9 @@ class _ConstantMixture(torch.nn.Module):
             log_scales=torch.full((*counts.shape, 1, 2), math.log(1e-4)),
         )
 
+    def mixture_logits(self, hidden):  # noqa: ANN001, ANN201
+        return self.mixture(hidden).logits
+
     def target_scale(self, counts):  # noqa: ANN001, ANN201
         return self.head.target_scale(counts)
 
