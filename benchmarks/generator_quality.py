@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import subprocess
 import sys
@@ -100,37 +101,32 @@ class Preset:
     sample_batch: int = 250
 
 
+_CPU = Preset(
+    codec=ImageCodecConfig(depth=16),
+    codec_stage=StageSpec(steps=1000, batch_size=128, lr=2e-3, warmup=50),
+    classifier_stage=StageSpec(steps=600, batch_size=128, lr=2e-3, warmup=50),
+    network={"width": 128, "layers": 4, "heads": 4, "head_rank": 128, "depth_layers": 2},
+    generator_stage=StageSpec(
+        steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100, checkpoint_every=400
+    ),
+    sampler=SamplerConfig(steps=16, temperature=0.5, confidence="mixture"),
+    scales=(1.0, 2.0, 3.0, 4.0),
+    sweep_samples=200,
+    eval_samples=500,
+)
 PRESETS = {
-    # Every row at both depths over two training seeds in about 1.7 h on two CPU cores: 800
+    # Every row at both depths over two training seeds in under 2 h on two CPU cores: 800
     # generator steps, and one guidance sweep per row (on the first seed).
-    "cpu-fast": Preset(
-        codec=ImageCodecConfig(depth=16),
-        codec_stage=StageSpec(steps=1000, batch_size=128, lr=2e-3, warmup=50),
-        classifier_stage=StageSpec(steps=600, batch_size=128, lr=2e-3, warmup=50),
-        network={"width": 128, "layers": 4, "heads": 4, "head_rank": 128, "depth_layers": 2},
-        generator_stage=StageSpec(
-            steps=800, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100, checkpoint_every=400
-        ),
-        sampler=SamplerConfig(steps=16, temperature=0.5, confidence="mixture"),
+    "cpu-fast": evolve(
+        _CPU,
+        generator_stage=evolve(_CPU.generator_stage, steps=800),
         scales=(2.0, 3.0, 4.0, 5.0),
         sweep_samples=150,
         eval_samples=400,
         sweep_first_seed_only=True,
     ),
     # The single-seed tables of docs/results.md (1,200 steps; a sweep per seed): hours per seed.
-    "cpu": Preset(
-        codec=ImageCodecConfig(depth=16),
-        codec_stage=StageSpec(steps=1000, batch_size=128, lr=2e-3, warmup=50),
-        classifier_stage=StageSpec(steps=600, batch_size=128, lr=2e-3, warmup=50),
-        network={"width": 128, "layers": 4, "heads": 4, "head_rank": 128, "depth_layers": 2},
-        generator_stage=StageSpec(
-            steps=1200, batch_size=64, lr=1e-3, weight_decay=0.01, warmup=100, checkpoint_every=400
-        ),
-        sampler=SamplerConfig(steps=16, temperature=0.5, confidence="mixture"),
-        scales=(1.0, 2.0, 3.0, 4.0),
-        sweep_samples=200,
-        eval_samples=500,
-    ),
+    "cpu": _CPU,
     "smoke": Preset(
         codec=ImageCodecConfig(hidden=16, latent_dim=8, codes=32, depth=4),
         codec_stage=StageSpec(steps=20, batch_size=32, lr=3e-3),
@@ -568,10 +564,40 @@ PROVENANCE = ("command", "date", "git_commit")
 """The fields of a run's record that say which command, when and which code made a row."""
 
 
+def shared_fingerprint(tokens: Tensor, classifier: nn.Module) -> dict[str, str]:
+    """SHA-256 of the training tokens ``[n, length, depth]`` and of the classifier's weights:
+    rows of one table must train on the same tokens and be scored by the same classifier."""
+    token_hash = hashlib.sha256(tokens.to(torch.int16).contiguous().numpy().tobytes())
+    weights_hash = hashlib.sha256()
+    for name, value in sorted(classifier.state_dict().items()):
+        weights_hash.update(name.encode())
+        weights_hash.update(
+            value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+        )
+    return {"tokens": token_hash.hexdigest(), "classifier": weights_hash.hexdigest()}
+
+
+def check_mergeable(previous: dict[str, Any], fingerprint: dict[str, str]) -> None:
+    """Raise ``ValueError`` unless an earlier table's rows came from these tokens and classifier
+    (its ``fingerprint`` equals :func:`shared_fingerprint` of this run)."""
+    if "fingerprint" not in previous:
+        raise ValueError(
+            "the earlier table records no fingerprint of its tokens and classifier, so its rows "
+            "cannot be shown to be comparable with this run's; write to a new --json"
+        )
+    differ = [k for k in fingerprint if previous["fingerprint"].get(k) != fingerprint[k]]
+    if differ:
+        raise ValueError(
+            f"the earlier table's {' and '.join(differ)} differ from this run's (another --out "
+            "or a retrained codec): its rows are not comparable; write to a new --json"
+        )
+
+
 def merge_records(
     previous: dict[str, Any], rows: list[dict[str, Any]], diagnosis: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """This run's rows and diagnostics, plus those of an earlier ``--json`` it did not redo.
+    """This run's rows and diagnostics, plus those of an earlier ``--json`` it did not redo
+    (check first with :func:`check_mergeable` that they are comparable).
 
     An earlier row keeps the command, date and commit that produced it (under ``run``; rows
     written before rows carried them get the earlier file's top-level ones). Rows are ordered by
@@ -649,6 +675,14 @@ def main(argv: list[str] | None = None) -> int:
     commit = _git_commit()  # the code that runs, whatever is committed meanwhile
     shared = shared_stages(preset, args.out, args.data_dir, device)
     print(f"classifier test accuracy {shared['test_accuracy']:.3f}", flush=True)
+    fingerprint = shared_fingerprint(shared["tokens"], shared["classifier"])
+    previous = None
+    if args.merge and args.json.is_file():
+        previous = json.loads(args.json.read_text())
+        try:  # before hours of training, not after
+            check_mergeable(previous, fingerprint)
+        except ValueError as error:
+            raise SystemExit(f"error: cannot --merge into {args.json}: {error}") from None
     rows, diagnosis = [], []
     for depth in args.depths or preset.depths:
         for name in args.rows:
@@ -673,8 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for row in rows:
         row["run"] = {k: run[k] for k in PROVENANCE}
-    if args.merge and args.json.is_file():
-        rows, diagnosis = merge_records(json.loads(args.json.read_text()), rows, diagnosis)
+    if previous is not None:
+        rows, diagnosis = merge_records(previous, rows, diagnosis)
     table = markdown_table(rows)
     print("\n" + table, flush=True)
     record = {
@@ -684,12 +718,15 @@ def main(argv: list[str] | None = None) -> int:
         "classifier_test_accuracy": shared["test_accuracy"],
         # training time of the shared stages, also when this run read them from --out
         "shared_stage_seconds": shared["stage_seconds"],
+        "fingerprint": fingerprint,
         "rows": rows,
         "diagnostics": diagnosis,
         "table": table,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    partial = args.json.with_name(args.json.name + ".tmp")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(args.json)  # a reader never sees half a table
     print(f"wrote {args.json} ({record['wall_seconds'] / 60:.1f} min)", flush=True)
     return 0
 

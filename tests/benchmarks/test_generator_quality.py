@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "generator_quality.py"
 
@@ -43,6 +44,15 @@ def test_two_seeds_share_the_first_seeds_sweep_and_pool_their_images(
         assert low <= row["class_accuracy"] <= high
         assert row["run"]["command"] == record["command"]
     assert "| ar | 2 | 2 |" in record["table"]
+    # Merging from the same --out (the cached token row again) keeps the other rows; a table
+    # of other tokens or another classifier is refused before anything trains.
+    run = args[:-6]  # without --rows and --json
+    assert generator_quality.main([*run, "--rows", "token", "--json", str(table), "--merge"]) == 0
+    assert [r["row"] for r in json.loads(table.read_text())["rows"]] == ["resgen", "token", "ar"]
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({**record, "fingerprint": {"tokens": "0", "classifier": "0"}}))
+    with pytest.raises(SystemExit, match="tokens and classifier differ"):
+        generator_quality.main([*run, "--json", str(foreign), "--merge"])
 
 
 def test_merge_keeps_earlier_rows_with_their_provenance(generator_quality) -> None:
@@ -57,3 +67,18 @@ def test_merge_keeps_earlier_rows_with_their_provenance(generator_quality) -> No
     rows, diagnosis = generator_quality.merge_records(earlier, fresh, [])
     assert [(r["row"], r["run"]["command"]) for r in rows] == [("resgen", "new"), ("ar", "old")]
     assert diagnosis == [{"depth": 8, "old": True}]
+
+
+def test_fingerprint_tells_tokens_and_classifiers_apart(generator_quality) -> None:
+    tokens = torch.randint(256, (4, 3, 2))
+    classifier = torch.nn.Linear(3, 2)
+    print_ = generator_quality.shared_fingerprint(tokens, classifier)
+    assert generator_quality.shared_fingerprint(tokens.clone(), classifier) == print_
+    tokens[0, 0, 0] = (tokens[0, 0, 0] + 1) % 256
+    assert generator_quality.shared_fingerprint(tokens, classifier)["tokens"] != print_["tokens"]
+    with torch.no_grad():
+        classifier.bias.add_(1e-6)
+    moved = generator_quality.shared_fingerprint(tokens, classifier)["classifier"]
+    assert moved != print_["classifier"]
+    with pytest.raises(ValueError, match="no fingerprint"):
+        generator_quality.check_mergeable({"rows": []}, print_)
