@@ -22,7 +22,7 @@ Two diagnostics run on the trained ResGen networks: how the predicted scale of t
 component compares with its mean's actual error at every mask count, and how often guidance
 keeps the sampled component equal to the depth-0 token it writes.
 
-    python benchmarks/generator_quality.py --out runs/quality                  # CPU, ~1.7 h
+    python benchmarks/generator_quality.py --out runs/quality                  # CPU, ~1.5 h
     python benchmarks/generator_quality.py --out runs/quality --preset smoke   # a minute
 
 The default ``cpu-fast`` preset trains every row at both depths for two seeds (800 steps); the
