@@ -15,7 +15,8 @@ data order, for each training seed:
   (the method as it stood: no target scales, weight 1, guidance on the hidden state).
 
 Each model's classifier-free guidance scale is chosen on a held-out sweep (its own sampling seed,
-best class accuracy; ties go to the smaller scale); then ``--eval-samples`` images per seed are
+best class accuracy; ties go to the smaller scale; with ``sweep_first_seed_only`` later seeds use
+the first seed's choice); then the preset's ``eval_samples`` images per seed are
 scored: class accuracy and the FID of the bundled classifier's features against the 10,000 test
 images, each with a 95 % percentile-bootstrap interval over the generated images of all seeds.
 Two diagnostics run on the trained ResGen networks: how the predicted scale of the true
