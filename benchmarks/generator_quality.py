@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 from attrs import evolve, frozen
+from jaxtyping import Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -62,6 +63,7 @@ from resgen.diffusion.sampler import GuidedPasses, SamplerConfig, guided_mixture
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.eval.bootstrap import ratio_interval
 from resgen.eval.frechet import FeatureStats
+from resgen.files import atomic_write
 from resgen.quantizers.residual_vq import ResidualVQ
 from resgen.recipes.generators import (
     build_generator,
@@ -457,7 +459,8 @@ def evaluate_seed(
     sweep_labels = balanced_labels(preset.sweep_samples)
     eval_labels = balanced_labels(preset.eval_samples)
     sweep = {}
-    for candidate in preset.scales if scale is None else ():
+    candidates = preset.scales if scale is None else ()  # a given scale needs no sweep
+    for candidate in candidates:
         images = sample_images(
             row, model, quantizer, codec, preset, sweep_labels, candidate, 1000 + seed, device
         )
@@ -565,7 +568,9 @@ PROVENANCE = ("command", "date", "git_commit")
 """The fields of a run's record that say which command, when and which code made a row."""
 
 
-def shared_fingerprint(tokens: Tensor, classifier: nn.Module) -> dict[str, str]:
+def shared_fingerprint(
+    tokens: Int[Tensor, "n length depth"], classifier: nn.Module
+) -> dict[str, str]:
     """SHA-256 of the training tokens ``[n, length, depth]`` and of the classifier's weights:
     rows of one table must train on the same tokens and be scored by the same classifier."""
     token_hash = hashlib.sha256(tokens.to(torch.int16).contiguous().numpy().tobytes())
@@ -724,10 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         "diagnostics": diagnosis,
         "table": table,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.json.with_name(args.json.name + ".tmp")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(args.json)  # a reader never sees half a table
+    text = json.dumps(record, indent=1) + "\n"
+    atomic_write(args.json, lambda tmp: tmp.write_text(text))  # never half a table
     print(f"wrote {args.json} ({record['wall_seconds'] / 60:.1f} min)", flush=True)
     return 0
 

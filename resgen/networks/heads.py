@@ -93,11 +93,18 @@ class MixtureOfGaussiansHead(nn.Module):
             )
         return scale_of_counts(self.target_scales, counts)
 
-    def _outputs(self, hidden: Hidden) -> Float[Tensor, "batch length comp params"]:
+    def _project(
+        self, hidden: Hidden, weight: Float[Tensor, "out rank"], bias: Float[Tensor, " out"]
+    ) -> Float[Tensor, "batch length out"]:
+        """``hidden`` through the bottleneck, then through ``weight`` and ``bias`` (rows of the
+        output projection ``up``)."""
         # The means must resolve the finest RVQ depth, finer than bfloat16's 3 digits: the head
         # runs in float32 even inside a mixed-precision autocast.
         with torch.autocast(hidden.device.type, enabled=False):
-            out = self.up(F.gelu(self.down(hidden.float())))
+            return F.linear(F.gelu(self.down(hidden.float())), weight, bias)
+
+    def _outputs(self, hidden: Hidden) -> Float[Tensor, "batch length comp params"]:
+        out = self._project(hidden, self.up.weight, self.up.bias)
         return rearrange(out, "b l (comp p) -> b l comp p", comp=self.components)
 
     def _log_scales(self, raw: Tensor) -> Tensor:
@@ -123,10 +130,8 @@ class MixtureOfGaussiansHead(nn.Module):
         unconditional pass.
         """
         per_component = self.up.out_features // self.components
-        with torch.autocast(hidden.device.type, enabled=False):
-            low = F.gelu(self.down(hidden.float()))
-            # (comp p) layout, p = 0 the logit: every per_component-th row of the projection
-            return F.linear(low, self.up.weight[::per_component], self.up.bias[::per_component])
+        # (comp p) layout, p = 0 the logit: every per_component-th row of the projection
+        return self._project(hidden, self.up.weight[::per_component], self.up.bias[::per_component])
 
     def assigned(self, hidden: Hidden, component: Int[Tensor, "batch length"]) -> AssignedComponent:
         """The mixture weight, mean and scales of one given component per position.
