@@ -177,7 +177,7 @@ class TTSSynthConfig:
     prompt_fraction: tuple[float, float] = field(default=(0.2, 0.4), converter=tuple)
     sampler: SamplerConfig = field(factory=lambda: SamplerConfig(steps=16, temperature=0.0))
     guidance_scale: float = field(default=1.0, validator=validators.ge(0.0))
-    resgen_variants: dict[str, dict[str, float | int]] = field(
+    resgen_variants: dict[str, dict[str, float | int | str]] = field(
         factory=lambda: {
             "resgen_1step": {"steps": 1},
             "resgen_guided": {"temperature": 0.5, "guidance_scale": 2.0},

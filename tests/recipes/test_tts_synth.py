@@ -511,3 +511,53 @@ def test_the_duration_predictor_answers_on_the_ids_device() -> None:
     ids = torch.tensor([1, 2, 3])
     assert predictor.durations(ids).device == ids.device
     assert predictor.ends(ids)[-1] == pytest.approx(1.0)
+
+
+def _tts_targets_benchmark():  # noqa: ANN202
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "tts_targets.py"
+    spec = importlib.util.spec_from_file_location("tts_targets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_targets_benchmark_evaluates_a_copy_with_the_guidance_rows(
+    smoke_run: tuple[Path, dict, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir, metrics, _ = smoke_run
+    before = (run_dir / "metrics.json").read_bytes()
+    benchmark = _tts_targets_benchmark()
+    table, copy = tmp_path / "table.json", tmp_path / "copy"
+    args = ["--run", str(run_dir), "--out", str(copy), "--preset", "smoke", "--json", str(table)]
+    assert benchmark.main([*args, "--per-speaker", "2"]) == 0
+    assert (run_dir / "metrics.json").read_bytes() == before  # the run itself is not touched
+    written = json.loads(table.read_text())
+    speakers = len(metrics["eval_speakers"])
+    assert written["targets"] == 2 * speakers == written["metrics"]["eval_utterances"]
+    assert set(benchmark.GUIDANCE_ROWS) <= set(written["metrics"]["rows"])
+    names = [item["name"] for item in json.loads((copy / "samples" / "index.json").read_text())]
+    # the two guidance rules write other tokens (the smoke head has two components)
+    assert any(
+        (copy / "samples" / f"{n}_resgen_guided.wav").read_bytes()
+        != (copy / "samples" / f"{n}_resgen_guided_hidden.wav").read_bytes()
+        for n in names
+    )
+    if "transcripts" in written["metrics"]["rows"]["resgen"]:
+        assert set(written["paired_wer_differences"]) == {f"{a} - {b}" for a, b in benchmark.PAIRS}
+    # a folder without a finished run is one line, and nothing is copied
+    capsys.readouterr()
+    missing = ["--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "copy2")]
+    assert benchmark.main(missing) == 2
+    assert "no finished tts-synth run" in capsys.readouterr().err
+    assert not (tmp_path / "copy2").exists()
+
+
+def test_a_paired_wer_difference_reads_the_same_targets_for_both_rows() -> None:
+    benchmark = _tts_targets_benchmark()
+    references = ["the red cat sat", "a blue dog ran far", "one two three"]
+    perfect = list(references)
+    one_word_off = ["the red hat sat", "a blue dog ran far", "one two three"]
+    assert benchmark.paired_wer_difference(references, perfect, perfect) == (0.0, (0.0, 0.0))
+    value, (low, high) = benchmark.paired_wer_difference(references, one_word_off, perfect)
+    assert value == pytest.approx(1 / 12)
+    assert 0.0 <= low <= value <= high <= 1 / 4  # one edit in every draw at most: 1 of >= 4 words
