@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 from resgen.data.fashion_mnist import load_fashion_mnist
 from resgen.eval.bootstrap import ratio_interval
 from resgen.eval.classifier import FashionClassifier
+from resgen.eval.provenance import git_commit
 from resgen.recipes.image_fashion import (
     NUM_CLASSES,
     generate_images,
@@ -115,19 +115,6 @@ def agreement(
     return torch.cat(out).float()
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished image-fashion run")
@@ -159,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": "python benchmarks/demo_judge.py " + " ".join(argv or sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(Path(__file__).resolve().parent),
         "run": str(args.run),
         "generator": config.generator,
         "guidance_scale": config.guidance_scale,

@@ -42,7 +42,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +62,7 @@ from resgen.diffusion.sampler import GuidedPasses, SamplerConfig, guided_mixture
 from resgen.diffusion.schedules import CosineSchedule
 from resgen.eval.bootstrap import ratio_interval
 from resgen.eval.frechet import FeatureStats
+from resgen.eval.provenance import git_commit
 from resgen.files import atomic_write
 from resgen.quantizers.residual_vq import ResidualVQ
 from resgen.recipes.generators import (
@@ -623,19 +623,6 @@ def merge_records(
     return merged, sorted(kept_diagnosis + diagnosis, key=lambda d: d["depth"])
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _fmt_interval(value: float, interval: list[float], digits: int) -> str:
     return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
 
@@ -678,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    commit = _git_commit()  # the code that runs, whatever is committed meanwhile
+    # the code that runs, whatever is committed meanwhile
+    commit = git_commit(Path(__file__).resolve().parent)
     shared = shared_stages(preset, args.out, args.data_dir, device)
     print(f"classifier test accuracy {shared['test_accuracy']:.3f}", flush=True)
     fingerprint = shared_fingerprint(shared["tokens"], shared["classifier"])

@@ -30,16 +30,14 @@ import argparse
 import datetime
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
 from attrs import evolve
 
-from resgen.eval.bootstrap import ratio_interval
-from resgen.eval.text import utterance_edit_counts
+from resgen.eval.provenance import git_commit
+from resgen.eval.text import error_rate_difference
 from resgen.files import atomic_write
 from resgen.recipes.tts_synth import run
 from resgen.recipes.tts_synth_config import PRESETS
@@ -75,25 +73,6 @@ def copy_trained_stages(run_dir: Path, out: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(run_dir, partial, ignore=shutil.ignore_patterns(*_LEFT_BEHIND))
     partial.rename(out)
-
-
-def paired_wer_difference(
-    references: list[str], row: list[str], against: list[str]
-) -> tuple[float, tuple[float, float]]:
-    """WER of ``row`` minus WER of ``against`` on the same targets, with the 95 % bootstrap
-    interval of that difference (the targets drawn again together for both rows)."""
-    mine = utterance_edit_counts(references, row)
-    theirs = utterance_edit_counts(references, against)
-    edits = torch.tensor([float(a.errors - b.errors) for a, b in zip(mine, theirs, strict=True)])
-    words = torch.tensor([float(a.reference_length) for a in mine])
-    return float(edits.sum() / words.sum()), ratio_interval(edits, words)
-
-
-def _git_commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if all("transcripts" in entry for entry in rows.values()):
         print("paired WER differences (row - against, 95 % interval):")
         for row, against in PAIRS:
-            value, interval = paired_wer_difference(
+            value, interval = error_rate_difference(
                 references, rows[row]["transcripts"], rows[against]["transcripts"]
             )
             differences[f"{row} - {against}"] = {"wer": value, "interval_95": interval}
@@ -149,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     table = {
         "command": "python benchmarks/tts_targets.py " + " ".join(argv or sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(Path(__file__).resolve().parent),
         "run": str(args.run),
         "preset": args.preset,
         "targets": metrics["eval_utterances"],

@@ -43,6 +43,7 @@ __all__ = [
     "utterance_edit_counts",
     "edit_counts",
     "error_rate_interval",
+    "error_rate_difference",
     "word_error_rate",
     "character_error_rate",
 ]
@@ -336,6 +337,47 @@ def error_rate_interval(
         resamples=resamples,
         seed=seed,
     )
+
+
+def error_rate_difference(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    baseline: Sequence[str],
+    *,
+    unit: str = "word",
+    normalize: bool = True,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float]]:
+    """The error rate of ``hypotheses`` minus that of ``baseline`` on the same references, with
+    its paired percentile-bootstrap interval: each draw of utterances scores both systems, so
+    what the targets share (a hard sentence) cancels out of the difference.
+
+    Args:
+        references: reference transcripts, one per utterance.
+        hypotheses: one system's transcripts, paired with ``references``.
+        baseline: the other system's transcripts, paired with ``references``.
+        unit: ``"word"`` or ``"char"``.
+        normalize: apply :func:`normalize_text` to all sides first (default).
+        level: the interval's coverage (0.95: a 95 % interval).
+        resamples: bootstrap draws of the utterances.
+        seed: seed of the draws (the same inputs always give the same interval).
+
+    Returns:
+        ``(difference, (low, high))``; a negative difference: ``hypotheses`` err less.
+
+    Raises:
+        ValueError: when the lists differ in length or all references are empty.
+    """
+    mine = utterance_edit_counts(references, hypotheses, unit=unit, normalize=normalize)
+    theirs = utterance_edit_counts(references, baseline, unit=unit, normalize=normalize)
+    edits = torch.tensor([float(a.errors - b.errors) for a, b in zip(mine, theirs, strict=True)])
+    lengths = torch.tensor([float(c.reference_length) for c in mine])
+    if lengths.sum() == 0:
+        raise ValueError("the references are empty: an error rate is undefined")
+    interval = ratio_interval(edits, lengths, level=level, resamples=resamples, seed=seed)
+    return float(edits.sum() / lengths.sum()), interval
 
 
 def word_error_rate(

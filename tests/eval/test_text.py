@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from resgen.eval.text import (
     character_error_rate,
     edit_counts,
+    error_rate_difference,
     normalize_text,
     number_to_words,
     word_error_rate,
@@ -107,3 +108,13 @@ def test_bad_inputs() -> None:
         word_error_rate("a b", "a b")
     with pytest.raises(ValueError):
         number_to_words(-1)
+
+
+def test_a_paired_wer_difference_reads_the_same_targets_for_both_rows() -> None:
+    references = ["the red cat sat", "a blue dog ran far", "one two three"]
+    perfect = list(references)
+    one_word_off = ["the red hat sat", "a blue dog ran far", "one two three"]
+    assert error_rate_difference(references, perfect, perfect) == (0.0, (0.0, 0.0))
+    value, (low, high) = error_rate_difference(references, one_word_off, perfect)
+    assert value == pytest.approx(1 / 12)
+    assert 0.0 <= low <= value <= high <= 1 / 4  # one edit in every draw at most: 1 of >= 4 words
